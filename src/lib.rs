@@ -1,0 +1,18 @@
+//! Runnel: a Kafka-wire-compatible event-streaming broker.
+//!
+//! A request's path: `net` reads a length-prefixed frame → `protocol` decodes the header and
+//! body into kafka-protocol's typed request and dispatches it → a handler in `broker` does the
+//! work against `log` (partitions on disk) and `metadata` (which topics exist) → the typed
+//! response goes back through `protocol` to bytes.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment |
+//! | `log` | storage engine: segments, indexes, recovery, retention |
+//! | `metadata` | the topic registry (names, ids, partition counts, config overrides) |
+//! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping |
+//! | `broker` | one handler file per API family |
+//! | `net` | listener, connection loop, framing |
+#![deny(unsafe_code)]
+
+pub mod log;

@@ -1,0 +1,123 @@
+//! Checkpoint files in Kafka's text format (a version line, a count line, one entry a line):
+//! `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`, `leader-epoch-checkpoint`.
+//!
+//! Owns their parsing and their crash-safe replacement: write a temp file, fsync it, rename it
+//! over the old one, fsync the directory. Never decides what goes in them.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::error::{IoContext, LogError};
+
+const VERSION: &str = "0";
+
+/// Replaces `path` with `lines` under the checkpoint header, atomically and durably.
+pub fn write(path: &Path, lines: &[String]) -> Result<(), LogError> {
+    let mut text = format!("{VERSION}\n{}\n", lines.len());
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    write_atomically(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a fsynced temp file and a rename, then fsyncs the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).at(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Reads the entry lines of a checkpoint; a missing file is an empty checkpoint.
+pub fn read(path: &Path) -> Result<Vec<String>, LogError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LogError::io(path, e)),
+    };
+    let corrupt = |reason: &str| LogError::CorruptFile {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(VERSION) {
+        return Err(corrupt("unknown checkpoint version"));
+    }
+    let count: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| corrupt("bad entry count"))?;
+    let entries: Vec<String> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    if entries.len() != count {
+        return Err(corrupt("entry count does not match"));
+    }
+    Ok(entries)
+}
+
+/// `topic partition offset` lines, as in Kafka's per-directory offset checkpoints.
+pub fn read_partition_offsets(path: &Path) -> Result<Vec<(String, i32, i64)>, LogError> {
+    read(path)?
+        .into_iter()
+        .map(|l| {
+            let mut parts = l.rsplitn(3, ' ');
+            let offset = parts.next().and_then(|x| x.parse().ok());
+            let partition = parts.next().and_then(|x| x.parse().ok());
+            let topic = parts.next().map(str::to_string);
+            match (topic, partition, offset) {
+                (Some(t), Some(p), Some(o)) => Ok((t, p, o)),
+                _ => Err(LogError::CorruptFile {
+                    path: path.display().to_string(),
+                    reason: format!("bad line {l:?}"),
+                }),
+            }
+        })
+        .collect()
+}
+
+pub fn write_partition_offsets(
+    path: &Path,
+    entries: &[(String, i32, i64)],
+) -> Result<(), LogError> {
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|(t, p, o)| format!("{t} {p} {o}"))
+        .collect();
+    write(path, &lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_bad_counts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("recovery-point-offset-checkpoint");
+        let entries = vec![("a.b-c".to_string(), 0, 42), ("t".to_string(), 3, 7)];
+        write_partition_offsets(&p, &entries).expect("write");
+        assert_eq!(read_partition_offsets(&p).expect("read"), entries);
+        assert!(!dir
+            .path()
+            .join("recovery-point-offset-checkpoint.tmp")
+            .exists());
+        std::fs::write(&p, "0\n3\nt 0 1\n").expect("write");
+        assert!(read(&p).is_err());
+        assert!(read(&dir.path().join("missing"))
+            .expect("missing is empty")
+            .is_empty());
+    }
+}

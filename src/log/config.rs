@@ -1,0 +1,190 @@
+//! LogConfig: the per-topic settings the log engine honours, with Kafka's names, defaults and
+//! validation. Broker-wide defaults come from `crate::config`; topic overrides from the topic
+//! registry.
+
+use std::collections::BTreeMap;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would pass this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first batch is older than this.
+    pub segment_ms: i64,
+    /// `segment.index.bytes`: preallocated size of each index file.
+    pub segment_index_bytes: usize,
+    /// `index.interval.bytes`: bytes between offset-index entries.
+    pub index_interval_bytes: u64,
+    /// `max.message.bytes`: the largest record batch accepted.
+    pub max_message_bytes: usize,
+    /// `retention.ms`: -1 keeps data forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: -1 means no size limit.
+    pub retention_bytes: i64,
+    /// `flush.messages`: fsync after this many messages (None: leave it to the OS, as Kafka).
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: fsync when the oldest unflushed write is this old (None: never by time).
+    pub flush_ms: Option<i64>,
+    /// `message.timestamp.type` = LogAppendTime.
+    pub log_append_time: bool,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// `cleanup.policy` (only `delete` is enforced; `compact` is stored and reported).
+    pub cleanup_policy: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * DAY_MS,
+            segment_index_bytes: 10 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            retention_ms: 7 * DAY_MS,
+            retention_bytes: -1,
+            flush_messages: None,
+            flush_ms: None,
+            log_append_time: false,
+            min_insync_replicas: 1,
+            cleanup_policy: "delete".to_string(),
+        }
+    }
+}
+
+/// The topic-level keys this engine understands.
+pub const TOPIC_KEYS: &[&str] = &[
+    "segment.bytes",
+    "segment.ms",
+    "segment.index.bytes",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "retention.ms",
+    "retention.bytes",
+    "flush.messages",
+    "flush.ms",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "cleanup.policy",
+];
+
+fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("Invalid value {v} for configuration {key}"))
+}
+
+fn at_least<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    v: T,
+    min: T,
+) -> Result<T, String> {
+    if v < min {
+        Err(format!(
+            "Invalid value {v} for configuration {key}: Value must be at least {min}"
+        ))
+    } else {
+        Ok(v)
+    }
+}
+
+impl LogConfig {
+    /// These defaults with `overrides` applied; an unknown key or a bad value is an error
+    /// whose text is what Kafka's INVALID_CONFIG message would say.
+    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self, String> {
+        let mut c = self.clone();
+        for (k, v) in overrides {
+            c.set(k, v)?;
+        }
+        Ok(c)
+    }
+
+    pub fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "segment.bytes" => self.segment_bytes = at_least(key, parse(key, v)?, 14u64)?,
+            "segment.ms" => self.segment_ms = at_least(key, parse(key, v)?, 1i64)?,
+            "segment.index.bytes" => self.segment_index_bytes = at_least(key, parse(key, v)?, 8usize)?,
+            "index.interval.bytes" => self.index_interval_bytes = parse(key, v)?,
+            "max.message.bytes" => self.max_message_bytes = parse(key, v)?,
+            "retention.ms" => self.retention_ms = at_least(key, parse(key, v)?, -1i64)?,
+            "retention.bytes" => self.retention_bytes = parse(key, v)?,
+            "flush.messages" => {
+                let n: i64 = at_least(key, parse(key, v)?, 1i64)?;
+                self.flush_messages = (n != i64::MAX).then_some(n as u64);
+            }
+            "flush.ms" => {
+                let n: i64 = at_least(key, parse(key, v)?, 0i64)?;
+                self.flush_ms = (n != i64::MAX).then_some(n);
+            }
+            "message.timestamp.type" => {
+                self.log_append_time = match v {
+                    "LogAppendTime" => true,
+                    "CreateTime" => false,
+                    _ => return Err(format!("Invalid value {v} for configuration {key}: String must be one of: CreateTime, LogAppendTime")),
+                }
+            }
+            "min.insync.replicas" => self.min_insync_replicas = at_least(key, parse(key, v)?, 1i32)?,
+            "cleanup.policy" => {
+                if !v.split(',').all(|p| matches!(p.trim(), "delete" | "compact")) {
+                    return Err(format!("Invalid value {v} for configuration {key}"));
+                }
+                self.cleanup_policy = v.to_string();
+            }
+            _ => return Err(format!("Unknown topic config name: {key}")),
+        }
+        Ok(())
+    }
+
+    /// The current value of `key` as Kafka would print it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "segment.index.bytes" => self.segment_index_bytes.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "flush.messages" => self
+                .flush_messages
+                .map_or(i64::MAX.to_string(), |n| n.to_string()),
+            "flush.ms" => self.flush_ms.unwrap_or(i64::MAX).to_string(),
+            "message.timestamp.type" => if self.log_append_time {
+                "LogAppendTime"
+            } else {
+                "CreateTime"
+            }
+            .to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "cleanup.policy" => self.cleanup_policy.clone(),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_validate_like_kafka() {
+        let base = LogConfig::default();
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "1000".to_string());
+        o.insert(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        );
+        let c = base.with_overrides(&o).expect("valid");
+        assert_eq!((c.retention_ms, c.log_append_time), (1000, true));
+        for key in TOPIC_KEYS {
+            let v = c.get(key).expect("every key reads back");
+            let mut again = LogConfig::default();
+            again.set(key, &v).expect("what get prints, set accepts");
+        }
+        o.insert("segment.bytes".to_string(), "banana".to_string());
+        assert!(base.with_overrides(&o).is_err());
+        assert!(LogConfig::default().set("no.such.key", "1").is_err());
+    }
+}

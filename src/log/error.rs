@@ -1,0 +1,48 @@
+//! The storage engine's one error type. The protocol layer maps it to Kafka error codes
+//! (`protocol::errors`); nothing here knows about the wire.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(&'static str),
+    #[error("invalid record: {0}")]
+    InvalidRecord(&'static str),
+    #[error("record batch magic {0} is not supported (v2 only)")]
+    UnsupportedMagic(i8),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is outside the log [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("log directory {0} is offline after an I/O failure")]
+    DirectoryFailed(String),
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("corrupt file {path}: {reason}")]
+    CorruptFile { path: String, reason: String },
+}
+
+impl LogError {
+    pub fn io(path: &std::path::Path, source: io::Error) -> Self {
+        LogError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Attaches a path to an io::Result.
+pub trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T, LogError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T, LogError> {
+        self.map_err(|e| LogError::io(path, e))
+    }
+}

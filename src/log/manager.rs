@@ -1,0 +1,296 @@
+//! LogManager: every partition log in one log directory: loading them at start-up (with the
+//! clean-shutdown marker and the directory's checkpoint files, as Kafka keeps them), creating
+//! and deleting them, and the periodic flush, checkpoint and retention passes.
+//!
+//! Owns the directory layout above the partition level. Never parses requests or decides
+//! which topics exist: the metadata registry tells it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::checkpoint;
+use super::config::LogConfig;
+use super::error::{IoContext, LogError};
+use super::file_cache::FileCache;
+use super::partition_log::{now_ms, PartitionLog};
+use super::recovery::{LoadParams, RecoveryStats};
+
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+const DELETE_DIR_SUFFIX: &str = "-delete";
+
+/// Segment files kept open at most; the rest are reopened on demand.
+pub const DEFAULT_OPEN_FILES: usize = 256;
+
+pub type PartitionKey = (String, i32);
+
+pub struct LogManager {
+    dir: PathBuf,
+    files: Arc<FileCache>,
+    dir_failed: Arc<AtomicBool>,
+    logs: DashMap<PartitionKey, Arc<PartitionLog>>,
+}
+
+/// `<topic>-<partition>` as Kafka names a partition directory.
+pub fn partition_dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+fn parse_partition_dir(name: &str) -> Option<PartitionKey> {
+    let (topic, p) = name.rsplit_once('-')?;
+    Some((topic.to_string(), p.parse().ok()?)).filter(|(t, _)| !t.is_empty())
+}
+
+/// Removes files in a background thread (segments after retention, deleted topics).
+pub fn remove_in_background(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("runnel-delete".into()).spawn(move || {
+        for p in paths {
+            let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            if let Err(e) = r {
+                tracing::warn!(path = %p.display(), error = %e, "could not remove deleted log files");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the deletion thread; files stay until restart");
+    }
+}
+
+impl LogManager {
+    /// Opens (creating if needed) the log directory and loads every partition in it.
+    /// `config_for` gives each topic's LogConfig.
+    pub fn open(
+        dir: &Path,
+        open_files: usize,
+        config_for: impl Fn(&str) -> LogConfig,
+    ) -> Result<(Self, RecoveryStats), LogError> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_shutdown = marker.exists();
+        let recovery_points =
+            checkpoint::read_partition_offsets(&dir.join(RECOVERY_POINT_FILE)).unwrap_or_default();
+        let log_starts =
+            checkpoint::read_partition_offsets(&dir.join(LOG_START_FILE)).unwrap_or_default();
+        let lookup = |list: &[(String, i32, i64)], t: &str, p: i32| {
+            list.iter()
+                .find(|(lt, lp, _)| lt == t && *lp == p)
+                .map(|x| x.2)
+        };
+        let manager = Self {
+            dir: dir.to_path_buf(),
+            files: Arc::new(FileCache::new(open_files)),
+            dir_failed: Arc::new(AtomicBool::new(false)),
+            logs: DashMap::new(),
+        };
+        let mut total = RecoveryStats::default();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let path = entry.at(dir)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !path.is_dir() {
+                continue;
+            }
+            if name.ends_with(DELETE_DIR_SUFFIX) {
+                remove_in_background(vec![path.clone()]);
+                continue;
+            }
+            let Some((topic, partition)) = parse_partition_dir(name) else {
+                continue;
+            };
+            let (log, stats) = PartitionLog::load(LoadParams {
+                dir: path.clone(),
+                config: config_for(&topic),
+                files: manager.files.clone(),
+                dir_failed: manager.dir_failed.clone(),
+                clean_shutdown,
+                recovery_point: lookup(&recovery_points, &topic, partition).unwrap_or(0),
+                log_start_offset: lookup(&log_starts, &topic, partition).unwrap_or(0),
+                topic: topic.clone(),
+                partition,
+            })?;
+            total.segments_scanned += stats.segments_scanned;
+            total.bytes_truncated += stats.bytes_truncated;
+            total.segments_deleted += stats.segments_deleted;
+            manager.logs.insert((topic, partition), Arc::new(log));
+        }
+        // From here on a crash is unclean until the next orderly shutdown.
+        if clean_shutdown {
+            std::fs::remove_file(&marker).at(&marker)?;
+            checkpoint::sync_dir(dir)?;
+        }
+        // A full disk must not stop the broker from starting and serving what it has.
+        if let Err(e) = manager.write_checkpoints() {
+            tracing::warn!(error = %e, "could not write checkpoints at start-up");
+        }
+        Ok((manager, total))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn is_failed(&self) -> bool {
+        self.dir_failed.load(Ordering::Acquire)
+    }
+    pub fn open_file_count(&self) -> usize {
+        self.files.open_count()
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.logs
+            .get(&(topic.to_string(), partition))
+            .map(|l| l.clone())
+    }
+
+    pub fn all(&self) -> Vec<Arc<PartitionLog>> {
+        self.logs.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Returns the partition's log, creating an empty one if there is none.
+    pub fn get_or_create(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+    ) -> Result<Arc<PartitionLog>, LogError> {
+        if self.is_failed() {
+            return Err(LogError::DirectoryFailed(self.dir.display().to_string()));
+        }
+        let key = (topic.to_string(), partition);
+        if let Some(log) = self.logs.get(&key) {
+            return Ok(log.clone());
+        }
+        let dir = self.dir.join(partition_dir_name(topic, partition));
+        let (log, _) = PartitionLog::load(LoadParams {
+            dir,
+            topic: topic.to_string(),
+            partition,
+            config,
+            files: self.files.clone(),
+            dir_failed: self.dir_failed.clone(),
+            clean_shutdown: true,
+            recovery_point: 0,
+            log_start_offset: 0,
+        })?;
+        checkpoint::sync_dir(&self.dir)?;
+        let log = Arc::new(log);
+        Ok(self.logs.entry(key).or_insert(log).clone())
+    }
+
+    /// Removes a partition: its directory is renamed `*-delete` at once (a crash cannot bring
+    /// it back) and removed in the background.
+    pub fn delete(&self, topic: &str, partition: i32) -> Result<(), LogError> {
+        let Some((_, log)) = self.logs.remove(&(topic.to_string(), partition)) else {
+            return Ok(());
+        };
+        log.close_for_delete();
+        let from = log.dir().to_path_buf();
+        let to = self.dir.join(format!(
+            "{}.{}{DELETE_DIR_SUFFIX}",
+            partition_dir_name(topic, partition),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::rename(&from, &to).at(&from)?;
+        checkpoint::sync_dir(&self.dir)?;
+        remove_in_background(vec![to]);
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the partition's log start offset and checkpoints it at once, so a
+    /// crash cannot bring the deleted records back.
+    pub fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        before: i64,
+    ) -> Result<i64, LogError> {
+        let log = self
+            .get(topic, partition)
+            .ok_or(LogError::OffsetOutOfRange {
+                offset: before,
+                log_start: 0,
+                log_end: 0,
+            })?;
+        let (low_watermark, removed) = log.delete_records(before)?;
+        self.checkpoint()?;
+        remove_in_background(removed);
+        Ok(low_watermark)
+    }
+
+    /// Writes the directory's recovery-point and log-start-offset checkpoints.
+    pub fn checkpoint(&self) -> Result<(), LogError> {
+        if self.is_failed() {
+            return Ok(());
+        }
+        let r = self.write_checkpoints();
+        if r.is_err() {
+            self.dir_failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn write_checkpoints(&self) -> Result<(), LogError> {
+        let mut rp = Vec::new();
+        let mut ls = Vec::new();
+        for log in self.all() {
+            rp.push((
+                log.topic().to_string(),
+                log.partition(),
+                log.recovery_point(),
+            ));
+            ls.push((
+                log.topic().to_string(),
+                log.partition(),
+                log.log_start_offset(),
+            ));
+        }
+        checkpoint::write_partition_offsets(&self.dir.join(RECOVERY_POINT_FILE), &rp)?;
+        checkpoint::write_partition_offsets(&self.dir.join(LOG_START_FILE), &ls)
+    }
+
+    /// One pass of `flush.ms`, retention and checkpoints; the broker runs it on a timer.
+    pub fn maintain(&self, now: i64, run_retention: bool) {
+        for log in self.all() {
+            if let Err(e) = log.flush_if_due(now) {
+                tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "flush failed");
+            }
+            if run_retention {
+                match log.apply_retention(now) {
+                    Ok(removed) => remove_in_background(removed),
+                    Err(e) => {
+                        tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::error!(error = %e, "checkpoint failed");
+        }
+    }
+
+    /// Orderly shutdown: flush and trim every log, write the checkpoints, then the marker that
+    /// lets the next start skip recovery.
+    pub fn shutdown(&self) -> Result<(), LogError> {
+        for log in self.all() {
+            log.close()?;
+        }
+        self.checkpoint()?;
+        if self.is_failed() {
+            return Err(LogError::DirectoryFailed(self.dir.display().to_string()));
+        }
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        std::fs::write(&marker, b"").at(&marker)?;
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    pub fn now_ms() -> i64 {
+        now_ms()
+    }
+}

@@ -1,0 +1,36 @@
+//! The storage engine: partitions as directories of segment files with sparse offset and time
+//! indexes, byte-compatible with Kafka's on-disk format.
+//!
+//! Owns every byte under the log directories. Never sees the wire or a request: callers hand in
+//! record-batch bytes and get record-batch bytes back.
+//!
+//! | file | Kafka concept |
+//! |---|---|
+//! | `batch` | RecordBatch v2 header: validation, offset/epoch stamping |
+//! | `segment` | LogSegment: `.log` + `.index` + `.timeindex` |
+//! | `index`, `offset_index`, `time_index`, `mmap` | AbstractIndex, OffsetIndex, TimeIndex |
+//! | `partition_log` | UnifiedLog: append, read, roll, flush, retention, truncation |
+//! | `recovery` | LogLoader: start-up and crash recovery |
+//! | `manager` | LogManager: a log directory, checkpoints, clean-shutdown marker |
+//! | `checkpoint`, `epoch_cache` | OffsetCheckpointFile, LeaderEpochFileCache |
+//! | `file_cache` | the bounded set of open segment files |
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod epoch_cache;
+pub mod error;
+pub mod file_cache;
+pub mod index;
+pub mod manager;
+mod mmap;
+pub mod offset_index;
+pub mod partition_log;
+pub mod recovery;
+pub mod segment;
+pub mod time_index;
+
+pub use config::LogConfig;
+pub use error::LogError;
+pub use manager::LogManager;
+pub use partition_log::{AppendInfo, PartitionLog, ReadInfo};

@@ -1,0 +1,631 @@
+//! PartitionLog: one partition's ordered segments (Kafka's UnifiedLog): offsets, appends, reads,
+//! rolling, flushing, truncation, the log start offset and the high watermark.
+//!
+//! Owns the single-writer discipline: appends serialise on one lock; reads take a snapshot of
+//! the segment list and never wait for an append. Never sees the wire: the broker hands it
+//! record-batch bytes and gets bytes back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+
+use super::batch::{self, BatchHeader};
+use super::config::LogConfig;
+use super::epoch_cache::LeaderEpochCache;
+use super::error::LogError;
+use super::file_cache::FileCache;
+use super::segment::{Segment, SegmentConfig};
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker time stamped into LogAppendTime batches, -1 for CreateTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// What a read returned, with the offsets a fetch response reports.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    pub records: Option<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// What an append is about to add, for the roll decision.
+#[derive(Debug, Clone, Copy)]
+struct Incoming {
+    bytes: u64,
+    base_offset: i64,
+    last_offset: i64,
+    max_timestamp: i64,
+}
+
+/// State only the writer touches.
+pub(super) struct WriterState {
+    pub(super) epochs: LeaderEpochCache,
+    /// Messages appended since the last fsync (for `flush.messages`).
+    pub(super) unflushed_messages: u64,
+    /// When the oldest unflushed append happened (for `flush.ms`), ms since the epoch.
+    pub(super) first_unflushed_ms: Option<i64>,
+}
+
+pub struct PartitionLog {
+    pub(super) dir: PathBuf,
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) config: RwLock<Arc<LogConfig>>,
+    pub(super) files: Arc<FileCache>,
+    pub(super) segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
+    pub(super) writer: Mutex<WriterState>,
+    pub(super) log_start_offset: AtomicI64,
+    pub(super) log_end_offset: AtomicI64,
+    pub(super) high_watermark: AtomicI64,
+    /// Everything below this offset is known to be on disk (fsynced).
+    pub(super) recovery_point: AtomicI64,
+    /// Shared by every log in the directory: set on an I/O failure, after which nothing is
+    /// written there (Kafka takes the log directory offline).
+    pub(super) dir_failed: Arc<AtomicBool>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl PartitionLog {
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+    /// Followers' acknowledgements move this; on a single node it follows the log end.
+    pub fn set_high_watermark(&self, hw: i64) {
+        self.high_watermark
+            .store(hw.min(self.log_end_offset()), Ordering::Release);
+    }
+
+    pub(super) fn segment_config(config: &LogConfig) -> SegmentConfig {
+        SegmentConfig {
+            index_interval_bytes: config.index_interval_bytes,
+            max_index_bytes: config.segment_index_bytes,
+        }
+    }
+
+    fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn active(&self) -> Option<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .next_back()
+            .cloned()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Total bytes of all segments.
+    pub fn size(&self) -> u64 {
+        self.segments_snapshot().iter().map(|s| s.size()).sum()
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_dir(&self) -> Result<(), LogError> {
+        if self.dir_failed.load(Ordering::Acquire) {
+            return Err(LogError::DirectoryFailed(
+                self.dir.parent().unwrap_or(&self.dir).display().to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Any I/O failure while writing takes the whole directory offline.
+    fn fail_on_io<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Io { .. }) = &r {
+            self.dir_failed.store(true, Ordering::Release);
+            tracing::error!(dir = %self.dir.display(), "I/O failure: log directory is now offline");
+        }
+        r
+    }
+
+    /// Checks the batches a producer sent, assigns offsets, stamps them and appends them.
+    /// Nothing is written unless every batch is valid.
+    pub fn append(&self, mut records: Vec<u8>, leader_epoch: i32) -> Result<AppendInfo, LogError> {
+        self.check_dir()?;
+        let config = self.config();
+        let mut batches: Vec<(std::ops::Range<usize>, BatchHeader)> = Vec::new();
+        let mut at = 0usize;
+        while at < records.len() {
+            let len = batch::peek_total_len(&records[at..])
+                .ok_or(LogError::CorruptBatch("truncated batch"))?;
+            if len > config.max_message_bytes {
+                return Err(LogError::MessageTooLarge {
+                    size: len,
+                    max: config.max_message_bytes,
+                });
+            }
+            let end = at
+                .checked_add(len)
+                .filter(|e| *e <= records.len())
+                .ok_or(LogError::CorruptBatch("truncated batch"))?;
+            let h = batch::verify_from_producer(&records[at..end])?;
+            batches.push((at..end, h));
+            at = end;
+        }
+        if batches.is_empty() {
+            return Err(LogError::CorruptBatch("no record batch"));
+        }
+        let mut writer = self.lock_writer();
+        self.check_dir()?;
+        let base_offset = self.log_end_offset();
+        let append_time = if config.log_append_time { now_ms() } else { -1 };
+        let mut next = base_offset;
+        let mut messages = 0u64;
+        let mut max_timestamp = -1i64;
+        for (range, h) in batches.iter_mut() {
+            let bytes = &mut records[range.clone()];
+            batch::stamp(bytes, next, leader_epoch);
+            if config.log_append_time {
+                batch::stamp_log_append_time(bytes, append_time);
+            }
+            *h = BatchHeader::parse(bytes)?;
+            next = h.next_offset();
+            messages += h.record_count as u64;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+        }
+        let incoming = Incoming {
+            bytes: records.len() as u64,
+            base_offset,
+            last_offset: next - 1,
+            max_timestamp,
+        };
+        let active = self.fail_on_io(self.maybe_roll(&config, incoming))?;
+        self.fail_on_io(active.append(&records, &batches))?;
+        self.log_end_offset.store(next, Ordering::Release);
+        // One replica: the high watermark follows the log end. Replication will move it instead.
+        self.high_watermark.store(next, Ordering::Release);
+        if writer
+            .epochs
+            .latest_epoch()
+            .is_none_or(|e| e < leader_epoch)
+        {
+            let r = writer.epochs.assign(leader_epoch, base_offset);
+            self.fail_on_io(r)?;
+        }
+        writer.unflushed_messages += messages;
+        writer.first_unflushed_ms.get_or_insert_with(now_ms);
+        if config
+            .flush_messages
+            .is_some_and(|n| writer.unflushed_messages >= n)
+        {
+            self.flush_locked(&mut writer)?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: append_time,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// Rolls to a new segment when the active one is full, too old, or its index is full;
+    /// returns the segment to append to.
+    /// As Kafka's LogSegment.shouldRoll, `segment.ms` compares record timestamps: the
+    /// incoming batches' against the first batch of the active segment.
+    fn maybe_roll(&self, config: &LogConfig, incoming: Incoming) -> Result<Arc<Segment>, LogError> {
+        let active = self
+            .active()
+            .ok_or(LogError::CorruptBatch("log has no segment"))?;
+        if active.is_empty() {
+            return Ok(active);
+        }
+        let too_big = active.size() + incoming.bytes > config.segment_bytes;
+        let too_old = active.first_timestamp() >= 0
+            && incoming.max_timestamp - active.first_timestamp() > config.segment_ms;
+        let offsets_overflow = incoming.last_offset - active.base_offset() > i64::from(i32::MAX);
+        if !(too_big || too_old || offsets_overflow || active.index_is_full()) {
+            return Ok(active);
+        }
+        self.roll_at(config, incoming.base_offset, &active)
+    }
+
+    fn roll_at(
+        &self,
+        config: &LogConfig,
+        base_offset: i64,
+        old: &Arc<Segment>,
+    ) -> Result<Arc<Segment>, LogError> {
+        old.seal()?;
+        let new = Arc::new(Segment::create(
+            &self.dir,
+            base_offset,
+            self.files.clone(),
+            Self::segment_config(config),
+        )?);
+        self.segments
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(base_offset, new.clone());
+        // The sealed segment was fsynced by seal(): everything before the new one is durable.
+        self.recovery_point.fetch_max(base_offset, Ordering::AcqRel);
+        old.close_handle();
+        Ok(new)
+    }
+
+    /// Rolls now (if the active segment holds anything).
+    pub fn roll(&self) -> Result<(), LogError> {
+        let _writer = self.lock_writer();
+        let config = self.config();
+        if let Some(active) = self.active().filter(|a| !a.is_empty()) {
+            let r = self.roll_at(&config, self.log_end_offset(), &active);
+            self.fail_on_io(r)?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs everything appended so far and advances the recovery point.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let mut writer = self.lock_writer();
+        self.flush_locked(&mut writer)
+    }
+
+    fn flush_locked(&self, writer: &mut WriterState) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        if self.recovery_point() >= end {
+            return Ok(());
+        }
+        for seg in self.segments_snapshot() {
+            if seg.next_offset() > self.recovery_point() {
+                self.fail_on_io(seg.flush())?;
+            }
+        }
+        self.recovery_point.store(end, Ordering::Release);
+        writer.unflushed_messages = 0;
+        writer.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Flushes if the oldest unflushed append is older than `flush.ms`.
+    pub fn flush_if_due(&self, now: i64) -> Result<(), LogError> {
+        let Some(flush_ms) = self.config().flush_ms else {
+            return Ok(());
+        };
+        let due = self
+            .lock_writer()
+            .first_unflushed_ms
+            .is_some_and(|t| now - t >= flush_ms);
+        if due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset` up to the high watermark (KIP-74: at least one batch
+    /// when `min_one`, even if it exceeds `max_bytes`).
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadInfo, LogError> {
+        self.read_up_to(offset, max_bytes, min_one, self.high_watermark())
+    }
+
+    /// As `read`, bounded by `max_offset` (exclusive) instead of the high watermark: followers
+    /// read up to the log end.
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        max_offset: i64,
+    ) -> Result<ReadInfo, LogError> {
+        let (log_start, log_end, hw) = (
+            self.log_start_offset(),
+            self.log_end_offset(),
+            self.high_watermark(),
+        );
+        if offset < log_start || offset > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        let mut records = None;
+        if offset < max_offset {
+            let segments: Vec<Arc<Segment>> = {
+                let guard = self.segments.read().unwrap_or_else(|p| p.into_inner());
+                let from = guard
+                    .range(..=offset)
+                    .next_back()
+                    .map_or(i64::MIN, |(b, _)| *b);
+                guard.range(from..).map(|(_, s)| s.clone()).collect()
+            };
+            for seg in segments {
+                if let Some(bytes) = seg.read(offset, max_bytes, max_offset, min_one)? {
+                    records = Some(bytes);
+                    break;
+                }
+            }
+        }
+        Ok(ReadInfo {
+            records,
+            high_watermark: hw,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// The first offset whose record timestamp is ≥ `timestamp`, with that timestamp.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let start = self.log_start_offset();
+        let first_candidate = self
+            .segments_snapshot()
+            .iter()
+            .filter(|s| s.max_timestamp() >= timestamp && s.next_offset() > start)
+            .find_map(|s| s.find_batch_by_timestamp(timestamp).transpose());
+        let Some(bp) = first_candidate.transpose()? else {
+            return Ok(None);
+        };
+        // The time index finds the first batch that reaches `timestamp`; the record itself may
+        // be in a later batch when that one lies partly below the log start offset.
+        let mut from = bp.header.base_offset.max(start);
+        while from < hw {
+            let Some(bytes) = self.read_up_to(from, 64 * 1024, true, hw)?.records else {
+                break;
+            };
+            let records = batch::record_timestamps(&bytes);
+            if let Some(found) = records
+                .iter()
+                .find(|(off, ts)| *ts >= timestamp && *off >= from)
+            {
+                return Ok(Some(*found));
+            }
+            match records.last() {
+                Some((last, _)) => from = last + 1,
+                None => break,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let Some(seg) = self
+            .segments_snapshot()
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .max_by_key(|s| s.max_timestamp())
+        else {
+            return Ok(None);
+        };
+        let max = seg.max_timestamp();
+        let Some(bp) = seg.find_batch_by_timestamp(max)? else {
+            return Ok(None);
+        };
+        let bytes = seg.read(bp.header.base_offset, 1, hw, true)?;
+        Ok(bytes.and_then(|b| {
+            batch::record_timestamps(&b)
+                .into_iter()
+                .find(|(_, ts)| *ts == max)
+        }))
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords) and drops the segments wholly
+    /// below it. Returns the new log start offset and the files to remove in the background.
+    pub fn delete_records(&self, offset: i64) -> Result<(i64, Vec<PathBuf>), LogError> {
+        self.check_dir()?;
+        let hw = self.high_watermark();
+        if offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: hw,
+            });
+        }
+        let mut writer = self.lock_writer();
+        self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        let removed = self.remove_segments_below_start(&mut writer)?;
+        Ok((self.log_start_offset(), removed))
+    }
+
+    /// Retention: drops sealed segments past `retention.ms` or beyond `retention.bytes`, oldest
+    /// first, never the active one. Returns the files to remove in the background.
+    pub fn apply_retention(&self, now: i64) -> Result<Vec<PathBuf>, LogError> {
+        self.check_dir()?;
+        let config = self.config();
+        let mut writer = self.lock_writer();
+        let segments = self.segments_snapshot();
+        let sealed = &segments[..segments.len().saturating_sub(1)];
+        let mut total: i64 = segments.iter().map(|s| s.size() as i64).sum();
+        let mut doomed = 0usize;
+        for seg in sealed {
+            let expired =
+                config.retention_ms >= 0 && now - seg.max_timestamp() > config.retention_ms;
+            let oversize =
+                config.retention_bytes >= 0 && total - seg.size() as i64 >= config.retention_bytes;
+            if !(expired || oversize) {
+                break;
+            }
+            total -= seg.size() as i64;
+            doomed += 1;
+        }
+        if let Some(first_kept) = segments.get(doomed) {
+            self.log_start_offset
+                .fetch_max(first_kept.base_offset(), Ordering::AcqRel);
+        }
+        self.remove_segments_below_start(&mut writer)
+    }
+
+    /// Unlinks every segment that ends at or below the log start offset (never the active one).
+    fn remove_segments_below_start(
+        &self,
+        writer: &mut WriterState,
+    ) -> Result<Vec<PathBuf>, LogError> {
+        let start = self.log_start_offset();
+        let mut removed = Vec::new();
+        let mut guard = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        let active_base = guard.keys().next_back().copied();
+        let doomed: Vec<i64> = guard
+            .iter()
+            .filter(|(b, s)| Some(**b) != active_base && s.next_offset() <= start)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            if let Some(seg) = guard.remove(&base) {
+                let r = seg.mark_deleted();
+                removed.extend(self.fail_on_io(r)?);
+            }
+        }
+        drop(guard);
+        if !removed.is_empty() {
+            let r = writer.epochs.truncate_from_start(start);
+            self.fail_on_io(r)?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes every record at or after `offset` (a follower whose log diverged from the
+    /// leader's). A batch straddling `offset` is removed whole.
+    pub fn truncate_to(&self, offset: i64) -> Result<Vec<PathBuf>, LogError> {
+        self.check_dir()?;
+        let mut writer = self.lock_writer();
+        if offset >= self.log_end_offset() {
+            return Ok(Vec::new());
+        }
+        let config = self.config();
+        let mut removed = Vec::new();
+        let mut guard = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        let after: Vec<i64> = guard.range(offset..).map(|(b, _)| *b).collect();
+        for base in after {
+            if let Some(seg) = guard.remove(&base) {
+                removed.extend(self.fail_on_io(seg.mark_deleted())?);
+            }
+        }
+        let new_end = match guard.values().next_back().cloned() {
+            Some(seg) => {
+                self.fail_on_io(seg.truncate_to(offset))?;
+                if seg.offset_index().is_writable() {
+                    seg.next_offset()
+                } else {
+                    // A sealed segment becomes the active one again: reopen it writable.
+                    let base = seg.base_offset();
+                    guard.remove(&base);
+                    seg.seal()
+                        .and_then(|_| {
+                            Segment::open(
+                                &self.dir,
+                                base,
+                                self.files.clone(),
+                                Self::segment_config(&config),
+                                true,
+                            )?
+                            .ok_or(LogError::CorruptBatch(
+                                "segment unreadable after truncation",
+                            ))
+                        })
+                        .map(|s| {
+                            let end = s.next_offset();
+                            guard.insert(base, Arc::new(s));
+                            end
+                        })?
+                }
+            }
+            None => {
+                let start = offset.max(self.log_start_offset());
+                let seg = Segment::create(
+                    &self.dir,
+                    start,
+                    self.files.clone(),
+                    Self::segment_config(&config),
+                )?;
+                guard.insert(start, Arc::new(seg));
+                start
+            }
+        };
+        drop(guard);
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
+        self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
+        let r = writer.epochs.truncate_from_end(new_end);
+        self.fail_on_io(r)?;
+        Ok(removed)
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.lock_writer().epochs.latest_epoch()
+    }
+
+    /// Flushes and trims the active segment's indexes: the state a clean shutdown leaves.
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut writer = self.lock_writer();
+        self.flush_locked(&mut writer)?;
+        if let Some(active) = self.active() {
+            self.fail_on_io(active.seal())?;
+            active.close_handle();
+        }
+        Ok(())
+    }
+
+    /// Marks every segment deleted (topic deletion). The directory itself is the caller's.
+    pub fn close_for_delete(&self) {
+        let _writer = self.lock_writer();
+        for seg in self.segments_snapshot() {
+            seg.close_handle();
+            seg.release_indexes();
+        }
+    }
+
+    /// Mappings and handles held by this log's segments (for the file-handle budget tests).
+    pub fn mapped_segments(&self) -> usize {
+        self.segments_snapshot()
+            .iter()
+            .filter(|s| s.holds_mappings())
+            .count()
+    }
+}
