@@ -15,4 +15,9 @@
 //! | `net` | listener, connection loop, framing |
 #![deny(unsafe_code)]
 
+pub mod broker;
+pub mod config;
 pub mod log;
+pub mod metadata;
+pub mod net;
+pub mod protocol;

@@ -1,0 +1,139 @@
+//! Fetch: long polling on min_bytes / max_wait_ms, byte limits per partition and per response
+//! (at least one whole batch, KIP-74), sessionless answers to clients that ask for a session.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+
+use super::Broker;
+use crate::log::LogError;
+use crate::protocol::errors;
+
+/// Fetch v13 (KIP-516) names topics by id.
+const FIRST_TOPIC_ID_VERSION: i16 = 13;
+
+fn partition_error(index: i32, e: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(e.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_records(Some(Bytes::new()))
+}
+
+impl Broker {
+    pub async fn fetch(&self, req: FetchRequest, version: i16) -> FetchResponse {
+        let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the wake-up before reading, so an append in between is not missed.
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (response, bytes, errored) = self.fetch_once(&req, version);
+            let done = bytes >= req.min_bytes.max(0) as usize
+                || errored
+                || tokio::time::Instant::now() >= deadline;
+            if done {
+                return response;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// One pass over the requested partitions: the response, its record bytes, and whether
+    /// any partition had an error (which answers at once, as Kafka does).
+    fn fetch_once(&self, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+        let mut budget = if req.max_bytes > 0 {
+            req.max_bytes as usize
+        } else {
+            usize::MAX
+        };
+        let mut total = 0usize;
+        let mut errored = false;
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for ft in &req.topics {
+            let topic = if version >= FIRST_TOPIC_ID_VERSION {
+                self.topics.by_id(ft.topic_id)
+            } else {
+                self.topics.get(&ft.topic.0)
+            };
+            let mut parts = Vec::with_capacity(ft.partitions.len());
+            for fp in &ft.partitions {
+                let Some(topic) = topic.as_ref() else {
+                    errored = true;
+                    let e = if version >= FIRST_TOPIC_ID_VERSION {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    };
+                    parts.push(partition_error(fp.partition, e));
+                    continue;
+                };
+                let Some(log) = self.partition_log(&topic.name, fp.partition) else {
+                    errored = true;
+                    parts.push(partition_error(
+                        fp.partition,
+                        ResponseError::UnknownTopicOrPartition,
+                    ));
+                    continue;
+                };
+                let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
+                // KIP-74: the first partition with data may exceed the limits by one batch.
+                let min_one = total == 0;
+                match log.read(fp.fetch_offset, limit, min_one) {
+                    Ok(info) => {
+                        let records = info.records.unwrap_or_default();
+                        total += records.len();
+                        budget = budget.saturating_sub(records.len());
+                        parts.push(
+                            PartitionData::default()
+                                .with_partition_index(fp.partition)
+                                .with_high_watermark(info.high_watermark)
+                                .with_last_stable_offset(info.high_watermark)
+                                .with_log_start_offset(info.log_start_offset)
+                                .with_aborted_transactions(Some(Vec::new()))
+                                .with_preferred_read_replica(BrokerId(-1))
+                                .with_records(Some(records)),
+                        );
+                    }
+                    Err(e) => {
+                        errored = true;
+                        if !matches!(e, LogError::OffsetOutOfRange { .. }) {
+                            tracing::warn!(topic = %topic.name, partition = fp.partition, error = %e, "fetch failed");
+                        }
+                        parts.push(
+                            partition_error(fp.partition, errors::log_error(&e))
+                                .with_high_watermark(log.high_watermark())
+                                .with_last_stable_offset(log.high_watermark())
+                                .with_log_start_offset(log.log_start_offset()),
+                        );
+                    }
+                }
+            }
+            topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(ft.topic.clone())
+                    .with_topic_id(ft.topic_id)
+                    .with_partitions(parts),
+            );
+        }
+        // Session id 0: no incremental session is created (KIP-227 lets a broker decline), so
+        // clients keep sending full fetch requests.
+        (
+            FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(topics),
+            total,
+            errored,
+        )
+    }
+}

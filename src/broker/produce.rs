@@ -1,0 +1,96 @@
+//! Produce: acks levels, min.insync.replicas, per-partition appends and errors.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Broker, LEADER_EPOCH};
+use crate::protocol::errors;
+
+/// Produce v13 (KIP-516) names topics by id instead of by name.
+pub const FIRST_TOPIC_ID_VERSION: i16 = 13;
+
+/// The in-sync replicas of every partition on a single broker.
+const ISR_SIZE: i32 = 1;
+
+fn failed(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(StrBytes::from_string))
+}
+
+impl Broker {
+    pub async fn produce(&self, req: ProduceRequest, version: i16) -> ProduceResponse {
+        let mut appended = false;
+        let mut responses = Vec::with_capacity(req.topic_data.len());
+        for td in req.topic_data {
+            let topic = if version >= FIRST_TOPIC_ID_VERSION {
+                self.topics.by_id(td.topic_id)
+            } else {
+                self.topics.get(&td.name.0)
+            };
+            let mut parts = Vec::with_capacity(td.partition_data.len());
+            for pd in td.partition_data {
+                let index = pd.index;
+                let Some(topic) = topic.as_ref() else {
+                    let e = if version >= FIRST_TOPIC_ID_VERSION {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    };
+                    parts.push(failed(index, e, None));
+                    continue;
+                };
+                if !matches!(req.acks, -1..=1) {
+                    parts.push(failed(index, ResponseError::InvalidRequiredAcks, None));
+                    continue;
+                }
+                let Some(log) = self.partition_log(&topic.name, index) else {
+                    parts.push(failed(index, ResponseError::UnknownTopicOrPartition, None));
+                    continue;
+                };
+                let config = log.config();
+                if req.acks == -1 && config.min_insync_replicas > ISR_SIZE {
+                    let msg = format!("The size of the current ISR {ISR_SIZE} is insufficient to satisfy the min.isr requirement of {}", config.min_insync_replicas);
+                    parts.push(failed(index, ResponseError::NotEnoughReplicas, Some(msg)));
+                    continue;
+                }
+                let Some(records) = pd.records else {
+                    parts.push(failed(index, ResponseError::CorruptMessage, None));
+                    continue;
+                };
+                match log.append(records.to_vec(), LEADER_EPOCH) {
+                    Ok(info) => {
+                        appended = true;
+                        parts.push(
+                            PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_base_offset(info.base_offset)
+                                .with_log_append_time_ms(info.log_append_time)
+                                .with_log_start_offset(info.log_start_offset),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce rejected");
+                        parts.push(failed(index, errors::log_error(&e), Some(e.to_string())));
+                    }
+                }
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(td.name)
+                    .with_topic_id(td.topic_id)
+                    .with_partition_responses(parts),
+            );
+        }
+        if appended {
+            self.appended.notify_waiters();
+        }
+        ProduceResponse::default().with_responses(responses)
+    }
+}

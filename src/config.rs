@@ -1,0 +1,379 @@
+//! The one Config: built-in defaults, then a Kafka `server.properties` file, then `KAFKA_*`
+//! environment variables (as Kafka's docker images read them), then command-line flags; later
+//! sources win. Unknown keys are warned about; bad values stop start-up with a clear error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::log::LogConfig;
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the client listener binds (`listeners`).
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `node.id` / `broker.id`.
+    pub node_id: i32,
+    /// `log.dirs`: Runnel uses the first directory.
+    pub log_dir: PathBuf,
+    /// `num.partitions` for auto-created topics and CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    pub auto_create_topics: bool,
+    /// Defaults for every topic's LogConfig (the `log.*` broker keys).
+    pub log: LogConfig,
+    /// `socket.request.max.bytes`: larger frames close the connection unread.
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`.
+    pub max_connections: usize,
+    /// `connections.max.idle.ms`.
+    pub connections_max_idle_ms: u64,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+    /// `log.flush.offset.checkpoint.interval.ms`.
+    pub checkpoint_interval_ms: u64,
+    /// `cluster.id` (KAFKA_CLUSTER_ID / CLUSTER_ID in docker images).
+    pub cluster_id: String,
+    /// Segment files kept open at once.
+    pub max_open_segment_files: usize,
+    /// Where each value came from: key → (value, source), for DescribeConfigs.
+    pub explicit: BTreeMap<String, (String, Source)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Env,
+    Flag,
+}
+
+/// Keys Kafka deployments commonly set that a single Runnel broker accepts without acting on
+/// them (KRaft roles, controller quorum, replication of internal topics, ...). They are not
+/// warned about, so a docker-compose file written for Kafka starts quietly.
+const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "offsets.topic.replication.factor",
+    "offsets.topic.num.partitions",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "num.network.threads",
+    "num.io.threads",
+    "num.recovery.threads.per.data.dir",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "zookeeper.connect",
+    "confluent.support.metrics.enable",
+    "jmx.port",
+    "heap.opts",
+    "log4j.loggers",
+    "log4j.root.loglevel",
+    "opts",
+    "delete.topic.enable",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            node_id: 1,
+            log_dir: PathBuf::from("./runnel-data"),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            log: LogConfig::default(),
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
+            connections_max_idle_ms: 600_000,
+            retention_check_interval_ms: 300_000,
+            checkpoint_interval_ms: 60_000,
+            cluster_id: "runnel-cluster-0000000001".to_string(),
+            max_open_segment_files: crate::log::manager::DEFAULT_OPEN_FILES,
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+/// `PLAINTEXT://host:port[,NAME://host:port]` → the first listener that is not the controller's.
+fn parse_listener(v: &str) -> anyhow::Result<(String, u16)> {
+    let first = v
+        .split(',')
+        .map(str::trim)
+        .find(|l| !l.to_ascii_uppercase().starts_with("CONTROLLER"))
+        .ok_or_else(|| anyhow!("no client listener in {v:?}"))?;
+    let addr = first.split_once("://").map_or(first, |(_, a)| a);
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("listener {first:?} has no port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("bad port in listener {first:?}"))?;
+    Ok((
+        host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port,
+    ))
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> anyhow::Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow!("invalid value {v:?} for {key}"))
+}
+
+fn parse_bool(key: &str, v: &str) -> anyhow::Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("invalid value {v:?} for {key}: expected true or false"),
+    }
+}
+
+/// `KAFKA_LOG_DIRS` → `log.dirs`, with the docker images' escapes (`___` → `-`, `__` → `_`).
+pub fn env_key_to_property(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("KAFKA_")?;
+    let lower = rest.to_ascii_lowercase();
+    Some(
+        lower
+            .replace("___", "-")
+            .replace("__", "\u{0}")
+            .replace('_', ".")
+            .replace('\u{0}', "_"),
+    )
+}
+
+/// Parses `server.properties` text: `key=value` or `key: value` lines, `#`/`!` comments.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| {
+            let at = l.find(['=', ':'])?;
+            Some((l[..at].trim().to_string(), l[at + 1..].trim().to_string()))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Applies one `server.properties` key. Returns false for a key Runnel does not know.
+    pub fn set(&mut self, key: &str, v: &str) -> anyhow::Result<bool> {
+        let advertised_explicit = self.explicit.contains_key("advertised.listeners");
+        match key {
+            "listeners" => {
+                let (host, port) = parse_listener(v)?;
+                let bind_host = if host.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    host.as_str()
+                };
+                self.listen = format!("{bind_host}:{port}")
+                    .parse()
+                    .or_else(|_| -> anyhow::Result<SocketAddr> {
+                        use std::net::ToSocketAddrs;
+                        format!("{bind_host}:{port}")
+                            .to_socket_addrs()?
+                            .next()
+                            .ok_or_else(|| anyhow!("cannot resolve {bind_host}"))
+                    })
+                    .with_context(|| format!("bad listeners value {v:?}"))?;
+                if !advertised_explicit {
+                    self.advertised_host = if host.is_empty() || host == "0.0.0.0" {
+                        "127.0.0.1".to_string()
+                    } else {
+                        host
+                    };
+                    self.advertised_port = i32::from(port);
+                }
+            }
+            "advertised.listeners" | "advertised.host.name" => {
+                let (host, port) = parse_listener(v)?;
+                self.advertised_host = host;
+                self.advertised_port = i32::from(port);
+            }
+            "node.id" | "broker.id" => self.node_id = parse_num(key, v)?,
+            "log.dirs" | "log.dir" => {
+                let first = v.split(',').next().unwrap_or(v).trim();
+                self.log_dir = PathBuf::from(first);
+            }
+            "num.partitions" => self.num_partitions = parse_num(key, v)?,
+            "default.replication.factor" => self.default_replication_factor = parse_num(key, v)?,
+            "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, v)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(key, v)?,
+            "max.connections" => self.max_connections = parse_num(key, v)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, v)?,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = parse_num(key, v)?
+            }
+            "log.flush.offset.checkpoint.interval.ms" => {
+                self.checkpoint_interval_ms = parse_num(key, v)?
+            }
+            "cluster.id" => self.cluster_id = v.to_string(),
+            "log.retention.hours" => self.log.retention_ms = parse_num::<i64>(key, v)? * HOUR_MS,
+            "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
+            "log.roll.hours" => self.log.segment_ms = parse_num::<i64>(key, v)? * HOUR_MS,
+            "message.max.bytes" => self
+                .log
+                .set("max.message.bytes", v)
+                .map_err(|e| anyhow!(e))?,
+            _ => {
+                let topic_key = match key {
+                    "log.retention.ms" => "retention.ms",
+                    "log.retention.bytes" => "retention.bytes",
+                    "log.segment.bytes" => "segment.bytes",
+                    "log.roll.ms" => "segment.ms",
+                    "log.index.size.max.bytes" => "segment.index.bytes",
+                    "log.index.interval.bytes" => "index.interval.bytes",
+                    "log.flush.interval.messages" => "flush.messages",
+                    "log.flush.interval.ms" => "flush.ms",
+                    "log.message.timestamp.type" => "message.timestamp.type",
+                    "min.insync.replicas" => "min.insync.replicas",
+                    "log.cleanup.policy" => "cleanup.policy",
+                    _ => return Ok(ACCEPTED_WITHOUT_EFFECT.contains(&key)),
+                };
+                self.log
+                    .set(topic_key, v)
+                    .map_err(|e| anyhow!("{key}: {e}"))?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn apply(&mut self, key: &str, v: &str, source: Source) -> anyhow::Result<()> {
+        if self.set(key, v)? {
+            self.explicit
+                .insert(key.to_string(), (v.to_string(), source));
+        } else {
+            tracing::warn!(key, source = ?source, "unknown configuration key ignored");
+        }
+        Ok(())
+    }
+
+    /// Builds the Config from a properties file (optional), the environment and flag overrides.
+    pub fn load(
+        properties_file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let mut c = Config::default();
+        if let Some(path) = properties_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            for (k, v) in parse_properties(&text) {
+                c.apply(&k, &v, Source::File)?;
+            }
+        }
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        for (var, v) in env {
+            if var == "CLUSTER_ID" {
+                c.apply("cluster.id", &v, Source::Env)?;
+                continue;
+            }
+            // KAFKA_VERSION, KAFKA_HOME, ... describe the image, not the broker.
+            if matches!(
+                var.as_str(),
+                "KAFKA_VERSION"
+                    | "KAFKA_HOME"
+                    | "KAFKA_OPTS"
+                    | "KAFKA_HEAP_OPTS"
+                    | "KAFKA_JMX_OPTS"
+                    | "KAFKA_LOG4J_OPTS"
+            ) {
+                continue;
+            }
+            if let Some(key) = env_key_to_property(&var) {
+                c.apply(&key, &v, Source::Env)
+                    .with_context(|| format!("from environment variable {var}"))?;
+            }
+        }
+        for (k, v) in flags {
+            c.apply(k, v, Source::Flag)?;
+        }
+        if c.default_replication_factor > 1 {
+            bail!(
+                "default.replication.factor={} but this is a single broker",
+                c.default_replication_factor
+            );
+        }
+        if c.num_partitions < 1 {
+            bail!("num.partitions must be at least 1");
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, "# comment\nnum.partitions=3\nlog.retention.hours=1\nlisteners=PLAINTEXT://0.0.0.0:19092\nprocess.roles=broker,controller\n").expect("write");
+        let env = vec![
+            ("KAFKA_NUM_PARTITIONS".to_string(), "4".to_string()),
+            (
+                "KAFKA_ADVERTISED_LISTENERS".to_string(),
+                "PLAINTEXT://kafka:9092".to_string(),
+            ),
+            ("KAFKA_LOG_SEGMENT_BYTES".to_string(), "1048576".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let flags = vec![("num.partitions".to_string(), "5".to_string())];
+        let c = Config::load(Some(&file), env, &flags).expect("config");
+        assert_eq!(c.num_partitions, 5);
+        assert_eq!(c.log.retention_ms, HOUR_MS);
+        assert_eq!(c.log.segment_bytes, 1_048_576);
+        assert_eq!(c.listen, "0.0.0.0:19092".parse().expect("addr"));
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("kafka", 9092)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let env = vec![("KAFKA_NUM_PARTITIONS".to_string(), "many".to_string())];
+        let err = Config::load(None, env, &[]).expect_err("bad value");
+        assert!(format!("{err:#}").contains("KAFKA_NUM_PARTITIONS"));
+        assert!(Config::load(
+            None,
+            Vec::new(),
+            &[("log.segment.bytes".into(), "x".into())]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn env_names_map_like_the_docker_images() {
+        assert_eq!(
+            env_key_to_property("KAFKA_LOG_DIRS").as_deref(),
+            Some("log.dirs")
+        );
+        assert_eq!(
+            env_key_to_property("KAFKA_AUTO_CREATE_TOPICS_ENABLE").as_deref(),
+            Some("auto.create.topics.enable")
+        );
+        assert_eq!(
+            env_key_to_property("KAFKA_SOME__UNDERSCORE___DASH").as_deref(),
+            Some("some_underscore-dash")
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The listener: accepts connections up to `max.connections`, runs the periodic maintenance
+//! (flush.ms, retention, checkpoints), and on shutdown stops accepting, lets connections end,
+//! and closes the log cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::connection;
+use crate::broker::Broker;
+
+/// How long shutdown waits for open connections to finish their current request.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
+
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
+    let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "max.connections reached: connection refused");
+            continue;
+        };
+        let broker = broker.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            connection::serve(stream, broker, stop).await;
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let total = broker.config.max_connections.max(1) as u32;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(total)).await;
+    let _ = maintenance.await;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.shutdown()).await??;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+async fn maintain(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let retention_every = Duration::from_millis(broker.config.retention_check_interval_ms.max(1));
+    let checkpoint_every = Duration::from_millis(broker.config.checkpoint_interval_ms.max(1));
+    let mut last_retention = tokio::time::Instant::now();
+    let mut last_checkpoint = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
+            _ = stop.changed() => return,
+        }
+        let now = tokio::time::Instant::now();
+        let retention = now - last_retention >= retention_every;
+        if retention {
+            last_retention = now;
+        }
+        if retention || now - last_checkpoint >= checkpoint_every || any_flush_ms(&broker) {
+            last_checkpoint = now;
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || b.maintain(retention)).await;
+        }
+    }
+}
+
+fn any_flush_ms(broker: &Broker) -> bool {
+    broker
+        .topics
+        .list()
+        .iter()
+        .any(|t| t.config.flush_ms.is_some())
+        || broker.config.log.flush_ms.is_some()
+}

@@ -1,0 +1,128 @@
+//! From one request frame to one response frame: header decode, version check, typed decode,
+//! the handler call, and encoding with the right response-header version.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::versions;
+use crate::broker::Broker;
+
+/// What the connection does after a request.
+pub enum Outcome {
+    Respond(Bytes),
+    /// acks=0 produce: no response is sent.
+    Silent,
+    /// The request could not be understood (or an acks=0 produce failed): Kafka closes the
+    /// connection, and so do we.
+    Close(String),
+}
+
+fn frame(
+    correlation_id: i32,
+    header_version: i16,
+    body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> Outcome {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let r = header
+        .encode(&mut buf, header_version)
+        .and_then(|_| body(&mut buf));
+    match r {
+        Ok(()) => {
+            let len = (buf.len() - 4) as i32;
+            buf[..4].copy_from_slice(&len.to_be_bytes());
+            Outcome::Respond(buf.freeze())
+        }
+        Err(e) => Outcome::Close(format!("could not encode response: {e}")),
+    }
+}
+
+/// KIP-511: an ApiVersions request of a version we do not know is answered at v0 with
+/// UNSUPPORTED_VERSION and our ranges, so the client can retry with one we do.
+fn api_versions_fallback(correlation_id: i32) -> Outcome {
+    let body = crate::broker::api_versions::response()
+        .with_error_code(ResponseError::UnsupportedVersion.code());
+    frame(correlation_id, 0, |buf| body.encode(buf, 0))
+}
+
+pub async fn handle(broker: &Broker, mut frame_bytes: Bytes) -> Outcome {
+    if frame_bytes.len() < 8 {
+        return Outcome::Close("request shorter than a header".into());
+    }
+    let key_raw = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
+    let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
+    let correlation_id = i32::from_be_bytes([
+        frame_bytes[4],
+        frame_bytes[5],
+        frame_bytes[6],
+        frame_bytes[7],
+    ]);
+    let Ok(api_key) = ApiKey::try_from(key_raw) else {
+        return Outcome::Close(format!("unknown API key {key_raw}"));
+    };
+    if !versions::is_supported(api_key, version) {
+        if api_key == ApiKey::ApiVersions {
+            return api_versions_fallback(correlation_id);
+        }
+        return Outcome::Close(format!("unsupported version {version} of {api_key:?}"));
+    }
+    let header =
+        match RequestHeader::decode(&mut frame_bytes, api_key.request_header_version(version)) {
+            Ok(h) => h,
+            Err(e) => return Outcome::Close(format!("bad request header: {e}")),
+        };
+    let request = match RequestKind::decode(api_key, &mut frame_bytes, version) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Close(format!("could not decode {api_key:?} v{version}: {e}")),
+    };
+    let response = match request {
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(crate::broker::api_versions::response())
+        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(broker.metadata(r, version)),
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let resp = broker.produce(r, version).await;
+            if acks == 0 {
+                let failed = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| &t.partition_responses)
+                    .any(|p| p.error_code != 0);
+                return if failed {
+                    Outcome::Close("acks=0 produce failed".into())
+                } else {
+                    Outcome::Silent
+                };
+            }
+            ResponseKind::Produce(resp)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(broker.fetch(r, version).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker.list_offsets(r, version)),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(broker.create_topics(r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(broker.delete_topics(r, version))
+        }
+        other => return Outcome::Close(format!("no handler for {other:?}")),
+    };
+    frame(
+        header.correlation_id,
+        api_key.response_header_version(version),
+        |buf| response.encode(buf, version),
+    )
+}
+
+/// The ApiVersions body alone (tests of the tagged-field encoding use it).
+pub fn encode_api_versions(version: i16) -> anyhow::Result<Bytes> {
+    let mut buf = BytesMut::new();
+    let r: ApiVersionsResponse = crate::broker::api_versions::response();
+    r.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}

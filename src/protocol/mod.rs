@@ -1,0 +1,10 @@
+//! The Kafka wire protocol on top of kafka-protocol's generated types: which APIs and versions
+//! Runnel speaks (`versions`), turning a frame into a typed request and a typed response back
+//! into a frame (`dispatch`), and the one mapping from engine errors to Kafka error codes
+//! (`errors`).
+//!
+//! Never does the work of a request: that is `broker`.
+
+pub mod dispatch;
+pub mod errors;
+pub mod versions;
