@@ -1,0 +1,119 @@
+//! Starts the real `runnel` binary on 127.0.0.1:0 in a temp directory, as a user would, so tests
+//! can kill -9 it, restart it on the same data, and drive it with real clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub addr: String,
+    pub data: PathBuf,
+    extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl BrokerProcess {
+    pub fn start(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut b = Self::start_in(&data, extra);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    pub fn start_in(data: &Path, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(data, &extra, "127.0.0.1:0");
+        Self {
+            child: Some(child),
+            addr,
+            data: data.to_path_buf(),
+            extra,
+            _tmp: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGKILL: no flush, no checkpoint, no clean-shutdown marker.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the orderly shutdown.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("broker did not shut down within 20 s of SIGTERM");
+        }
+    }
+
+    /// Starts again on the same data directory and the same port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, addr) = spawn(&self.data, &self.extra, &self.addr);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(data: &Path, extra: &[String], listen: &str) -> (Child, String) {
+    // The same port may still be in TIME_WAIT-free transition right after a kill: retry briefly.
+    for attempt in 0..50 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("RUNNEL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn runnel");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if let Some(rest) = line.strip_prefix("runnel listening on ") {
+            let addr = rest.split_whitespace().next().expect("address").to_string();
+            return (child, addr);
+        }
+        let _ = child.wait();
+        assert!(attempt < 49, "runnel did not start: {line:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unreachable!()
+}
