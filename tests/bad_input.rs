@@ -1,0 +1,181 @@
+//! Hostile and broken clients at the wire level: the broker answers with a Kafka error or
+//! closes that one connection, stays up, and serves the next client.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::BrokerProcess;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s
+}
+
+fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")));
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, key.request_header_version(version)).expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&buf);
+    framed
+}
+
+/// Reads one response frame; None if the broker closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0)) || matches!(s.read(&mut b), Err(_))
+}
+
+fn api_versions_ok(addr: &str) {
+    let mut s = connect(addr);
+    s.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).expect("write");
+    let mut frame = read_frame(&mut s).expect("response");
+    let header = ResponseHeader::decode(&mut frame, 0).expect("header");
+    assert_eq!(header.correlation_id, 7);
+    let body = ApiVersionsResponse::decode(&mut frame, 3).expect("body");
+    assert_eq!(body.error_code, 0);
+}
+
+fn batch(records: usize) -> Vec<u8> {
+    let recs: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"value")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    buf.to_vec()
+}
+
+fn produce(s: &mut TcpStream, topic: &str, records: Vec<u8>) -> i16 {
+    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(records)))])]);
+    s.write_all(&request(ApiKey::Produce, 9, 11, &req)).expect("write");
+    let mut frame = read_frame(s).expect("produce response");
+    ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9)).expect("header");
+    let resp = ProduceResponse::decode(&mut frame, 9).expect("body");
+    resp.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn oversized_frame_closes_the_connection_without_allocating() {
+    let broker = BrokerProcess::start(&["--set", "socket.request.max.bytes=1048576"]);
+    let mut s = connect(&broker.addr);
+    s.write_all(&i32::MAX.to_be_bytes()).expect("write");
+    assert!(closed(&mut s));
+    let mut s = connect(&broker.addr);
+    s.write_all(&(-5i32).to_be_bytes()).expect("write");
+    assert!(closed(&mut s));
+    api_versions_ok(&broker.addr);
+}
+
+#[test]
+fn truncated_frames_and_vanishing_clients_do_not_hurt_others() {
+    let broker = BrokerProcess::start(&[]);
+    for cut in [1usize, 3, 4, 10, 20] {
+        let mut s = connect(&broker.addr);
+        let full = request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+        s.write_all(&full[..cut.min(full.len() - 1)]).expect("write");
+        drop(s);
+    }
+    // A client that announces a large frame, sends part of it and goes away.
+    let mut s = connect(&broker.addr);
+    s.write_all(&1_000_000i32.to_be_bytes()).expect("write");
+    s.write_all(&[0u8; 1000]).expect("write");
+    drop(s);
+    api_versions_ok(&broker.addr);
+}
+
+#[test]
+fn garbage_unknown_keys_and_versions() {
+    let broker = BrokerProcess::start(&[]);
+    // Unknown API key: closed.
+    let mut s = connect(&broker.addr);
+    let mut frame = request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+    frame[4..6].copy_from_slice(&999i16.to_be_bytes());
+    s.write_all(&frame).expect("write");
+    assert!(closed(&mut s));
+    // A valid header followed by garbage instead of a Metadata body: closed.
+    let mut s = connect(&broker.addr);
+    let header = RequestHeader::default().with_request_api_key(ApiKey::Metadata as i16).with_request_api_version(12).with_correlation_id(3);
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, ApiKey::Metadata.request_header_version(12)).expect("header");
+    buf.extend_from_slice(&[0xff; 7]);
+    let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&buf);
+    s.write_all(&framed).expect("write");
+    assert!(closed(&mut s));
+    // ApiVersions of a future version: KIP-511 answer at v0 with UNSUPPORTED_VERSION.
+    let mut s = connect(&broker.addr);
+    let mut frame = request(ApiKey::ApiVersions, 3, 9, &ApiVersionsRequest::default());
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes());
+    s.write_all(&frame).expect("write");
+    let mut resp = read_frame(&mut s).expect("fallback response");
+    assert_eq!(ResponseHeader::decode(&mut resp, 0).expect("header").correlation_id, 9);
+    let body = ApiVersionsResponse::decode(&mut resp, 0).expect("v0 body");
+    assert_eq!(body.error_code, 35);
+    assert!(body.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    api_versions_ok(&broker.addr);
+}
+
+#[test]
+fn bad_batches_get_kafka_error_codes() {
+    let broker = BrokerProcess::start(&[]);
+    let mut s = connect(&broker.addr);
+    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create)).expect("write");
+    read_frame(&mut s).expect("create response");
+    let mut bad_crc = batch(2);
+    let n = bad_crc.len();
+    bad_crc[n - 1] ^= 0x55;
+    assert_eq!(produce(&mut s, "t", bad_crc), 2, "CORRUPT_MESSAGE");
+    let mut bad_count = batch(2);
+    bad_count[57..61].copy_from_slice(&5i32.to_be_bytes());
+    let crc = crc32c::crc32c(&bad_count[21..]);
+    bad_count[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(produce(&mut s, "t", bad_count), 87, "INVALID_RECORD");
+    let mut truncated = batch(2);
+    truncated.truncate(truncated.len() - 3);
+    assert_eq!(produce(&mut s, "t", truncated), 2, "CORRUPT_MESSAGE");
+    assert_eq!(produce(&mut s, "nope", batch(1)), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(produce(&mut s, "t", batch(3)), 0, "and the connection still works");
+}
