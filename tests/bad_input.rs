@@ -9,15 +9,21 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::BrokerProcess;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s
 }
 
@@ -28,7 +34,9 @@ fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("bad-input-test")));
     let mut buf = BytesMut::new();
-    header.encode(&mut buf, key.request_header_version(version)).expect("header");
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .expect("header");
     body.encode(&mut buf, version).expect("body");
     let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
     framed.extend_from_slice(&buf);
@@ -46,12 +54,18 @@ fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
 
 fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0)) || matches!(s.read(&mut b), Err(_))
+    matches!(s.read(&mut b), Ok(0) | Err(_))
 }
 
 fn api_versions_ok(addr: &str) {
     let mut s = connect(addr);
-    s.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).expect("write");
+    s.write_all(&request(
+        ApiKey::ApiVersions,
+        3,
+        7,
+        &ApiVersionsRequest::default(),
+    ))
+    .expect("write");
     let mut frame = read_frame(&mut s).expect("response");
     let header = ResponseHeader::decode(&mut frame, 0).expect("header");
     assert_eq!(header.correlation_id, 7);
@@ -78,15 +92,29 @@ fn batch(records: usize) -> Vec<u8> {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
     buf.to_vec()
 }
 
 fn produce(s: &mut TcpStream, topic: &str, records: Vec<u8>) -> i16 {
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(records)))])]);
-    s.write_all(&request(ApiKey::Produce, 9, 11, &req)).expect("write");
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(records)))])]);
+    s.write_all(&request(ApiKey::Produce, 9, 11, &req))
+        .expect("write");
     let mut frame = read_frame(s).expect("produce response");
     ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9)).expect("header");
     let resp = ProduceResponse::decode(&mut frame, 9).expect("body");
@@ -111,7 +139,8 @@ fn truncated_frames_and_vanishing_clients_do_not_hurt_others() {
     for cut in [1usize, 3, 4, 10, 20] {
         let mut s = connect(&broker.addr);
         let full = request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
-        s.write_all(&full[..cut.min(full.len() - 1)]).expect("write");
+        s.write_all(&full[..cut.min(full.len() - 1)])
+            .expect("write");
         drop(s);
     }
     // A client that announces a large frame, sends part of it and goes away.
@@ -133,9 +162,14 @@ fn garbage_unknown_keys_and_versions() {
     assert!(closed(&mut s));
     // A valid header followed by garbage instead of a Metadata body: closed.
     let mut s = connect(&broker.addr);
-    let header = RequestHeader::default().with_request_api_key(ApiKey::Metadata as i16).with_request_api_version(12).with_correlation_id(3);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Metadata as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(3);
     let mut buf = BytesMut::new();
-    header.encode(&mut buf, ApiKey::Metadata.request_header_version(12)).expect("header");
+    header
+        .encode(&mut buf, ApiKey::Metadata.request_header_version(12))
+        .expect("header");
     buf.extend_from_slice(&[0xff; 7]);
     let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
     framed.extend_from_slice(&buf);
@@ -147,10 +181,18 @@ fn garbage_unknown_keys_and_versions() {
     frame[6..8].copy_from_slice(&99i16.to_be_bytes());
     s.write_all(&frame).expect("write");
     let mut resp = read_frame(&mut s).expect("fallback response");
-    assert_eq!(ResponseHeader::decode(&mut resp, 0).expect("header").correlation_id, 9);
+    assert_eq!(
+        ResponseHeader::decode(&mut resp, 0)
+            .expect("header")
+            .correlation_id,
+        9
+    );
     let body = ApiVersionsResponse::decode(&mut resp, 0).expect("v0 body");
     assert_eq!(body.error_code, 35);
-    assert!(body.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
     api_versions_ok(&broker.addr);
 }
 
@@ -158,11 +200,14 @@ fn garbage_unknown_keys_and_versions() {
 fn bad_batches_get_kafka_error_codes() {
     let broker = BrokerProcess::start(&[]);
     let mut s = connect(&broker.addr);
-    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_num_partitions(1)
-        .with_replication_factor(1)]);
-    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create)).expect("write");
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create))
+        .expect("write");
     read_frame(&mut s).expect("create response");
     let mut bad_crc = batch(2);
     let n = bad_crc.len();
@@ -176,6 +221,14 @@ fn bad_batches_get_kafka_error_codes() {
     let mut truncated = batch(2);
     truncated.truncate(truncated.len() - 3);
     assert_eq!(produce(&mut s, "t", truncated), 2, "CORRUPT_MESSAGE");
-    assert_eq!(produce(&mut s, "nope", batch(1)), 3, "UNKNOWN_TOPIC_OR_PARTITION");
-    assert_eq!(produce(&mut s, "t", batch(3)), 0, "and the connection still works");
+    assert_eq!(
+        produce(&mut s, "nope", batch(1)),
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        produce(&mut s, "t", batch(3)),
+        0,
+        "and the connection still works"
+    );
 }

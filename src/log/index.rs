@@ -76,6 +76,9 @@ impl<E: IndexEntry> IndexFile<E> {
     pub fn len(&self) -> usize {
         self.entries.load(Ordering::Acquire)
     }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     pub fn is_full(&self) -> bool {
         self.len() >= self.max_entries
     }

@@ -531,10 +531,7 @@ impl Segment {
             buf.resize(want, 0);
             file.read_exact_at(&mut buf, position).at(&self.log_path)?;
             let mut at = 0usize;
-            loop {
-                let Some(len) = batch::peek_total_len(&buf[at..]) else {
-                    break;
-                };
+            while let Some(len) = batch::peek_total_len(&buf[at..]) {
                 if len < HEADER_LEN || len > max_batch_bytes.max(CHUNK) {
                     break 'outer;
                 }

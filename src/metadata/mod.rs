@@ -106,9 +106,7 @@ impl TopicRegistry {
                         .filter_map(|kv| kv.split_once('='))
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect();
-                    let config = defaults
-                        .with_overrides(&overrides)
-                        .map_err(|e| corrupt(e))?;
+                    let config = defaults.with_overrides(&overrides).map_err(&corrupt)?;
                     let topic = Topic {
                         name: name.to_string(),
                         id,
