@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use runnel::log::{LogConfig, LogManager, PartitionLog};
 
 fn batch(records: usize, record_bytes: usize) -> Vec<u8> {
@@ -28,7 +30,15 @@ fn batch(records: usize, record_bytes: usize) -> Vec<u8> {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
     buf.to_vec()
 }
 
@@ -41,9 +51,15 @@ struct Scratch {
 fn scratch(config: LogConfig) -> Scratch {
     let dir = tempfile::tempdir().expect("tmp");
     let c = config.clone();
-    let manager = LogManager::open(dir.path(), 256, move |_| c.clone()).expect("open").0;
+    let manager = LogManager::open(dir.path(), 256, move |_| c.clone())
+        .expect("open")
+        .0;
     let log = manager.get_or_create("bench", 0, config).expect("log");
-    Scratch { _dir: dir, manager, log }
+    Scratch {
+        _dir: dir,
+        manager,
+        log,
+    }
 }
 
 fn append(c: &mut Criterion) {
@@ -85,7 +101,10 @@ fn read(c: &mut Criterion) {
             while offset < end {
                 let info = s.log.read(offset, 1 << 20, true).expect("read");
                 let bytes = info.records.expect("data");
-                let last = runnel::log::batch::headers(&bytes).last().map(|(_, h)| h.next_offset()).expect("batch");
+                let last = runnel::log::batch::headers(&bytes)
+                    .last()
+                    .map(|(_, h)| h.next_offset())
+                    .expect("batch");
                 offset = last;
             }
         })
@@ -95,7 +114,10 @@ fn read(c: &mut Criterion) {
 }
 
 fn recovery(c: &mut Criterion) {
-    let config = LogConfig { segment_bytes: 4 << 30, ..LogConfig::default() };
+    let config = LogConfig {
+        segment_bytes: 4 << 30,
+        ..LogConfig::default()
+    };
     let s = scratch(config.clone());
     let one = batch(1024, 1000);
     while s.log.size() < (1 << 30) {
@@ -107,7 +129,9 @@ fn recovery(c: &mut Criterion) {
     drop(s.log);
     drop(s.manager);
     let mut g = c.benchmark_group("recovery");
-    g.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Bytes(size));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Bytes(size));
     g.bench_function("unclean_1GiB_tail", |b| {
         b.iter(|| {
             let c = config.clone();
@@ -120,16 +144,29 @@ fn recovery(c: &mut Criterion) {
 }
 
 fn many_partitions(_c: &mut Criterion) {
-    let config = LogConfig { segment_index_bytes: 64 * 1024, ..LogConfig::default() };
+    let config = LogConfig {
+        segment_index_bytes: 64 * 1024,
+        ..LogConfig::default()
+    };
     let dir = tempfile::tempdir().expect("tmp");
     let c = config.clone();
-    let m = LogManager::open(dir.path(), 256, move |_| c.clone()).expect("open").0;
+    let m = LogManager::open(dir.path(), 256, move |_| c.clone())
+        .expect("open")
+        .0;
     let one = batch(1, 100);
     for p in 0..10_000 {
-        m.get_or_create("many", p, config.clone()).expect("create").append(one.clone(), 0).expect("append");
+        m.get_or_create("many", p, config.clone())
+            .expect("create")
+            .append(one.clone(), 0)
+            .expect("append");
     }
-    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
-    println!("10000 partitions: {fds} open file descriptors in the process, {} segment files cached", m.open_file_count());
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    println!(
+        "10000 partitions: {fds} open file descriptors in the process, {} segment files cached",
+        m.open_file_count()
+    );
 }
 
 criterion_group!(benches, append, read, recovery, many_partitions);

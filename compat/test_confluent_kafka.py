@@ -83,3 +83,15 @@ def test_auto_create_on_produce(broker, topic_name):
     assert p.flush(TIMEOUT) == 0
     got = consume(broker, topic_name, 1, 1)
     assert got[0].value() == b"hello"
+
+
+def test_idempotent_producer(broker, topic_name):
+    create(broker, topic_name, partitions=2)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 2})
+    for i in range(1000):
+        p.produce(topic_name, value=str(i).encode(), partition=i % 2)
+    assert p.flush(TIMEOUT) == 0
+    got = consume(broker, topic_name, 2, 1000)
+    for part in (0, 1):
+        values = [int(m.value()) for m in got if m.partition() == part]
+        assert values == list(range(part, 1000, 2))

@@ -15,8 +15,8 @@ def admin(broker):
 @pytest.mark.parametrize("compression", [None, "gzip", "snappy", "lz4", "zstd"])
 def test_produce_consume(broker, topic_name, compression):
     admin(broker).create_topics([NewTopic(topic_name, num_partitions=2, replication_factor=1)])
-    # Idempotence (kafka-python 3 turns it on by default) needs InitProducerId: issue 5.
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=compression, acks="all", enable_idempotence=False)
+    # kafka-python 3 turns idempotence on by default (InitProducerId, sequence numbers).
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=compression, acks="all")
     futures = [p.send(topic_name, key=f"k{i % 5}".encode(), value=f"v{i}".encode(), headers=[("h", b"1")]) for i in range(100)]
     offsets = [f.get(timeout=20) for f in futures]
     assert {m.partition for m in offsets} <= {0, 1}

@@ -227,6 +227,7 @@ impl Config {
             "log.retention.hours" => self.log.retention_ms = parse_num::<i64>(key, v)? * HOUR_MS,
             "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
             "log.roll.hours" => self.log.segment_ms = parse_num::<i64>(key, v)? * HOUR_MS,
+            "producer.id.expiration.ms" => self.log.producer_id_expiration_ms = parse_num(key, v)?,
             "message.max.bytes" => self
                 .log
                 .set("max.message.bytes", v)

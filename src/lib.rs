@@ -10,6 +10,7 @@
 //! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment |
 //! | `log` | storage engine: segments, indexes, recovery, retention |
 //! | `metadata` | the topic registry (names, ids, partition counts, config overrides) |
+//! | `producer` | producer ids and idempotence state (sequence checks, duplicates) |
 //! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping |
 //! | `broker` | one handler file per API family |
 //! | `net` | listener, connection loop, framing |
@@ -20,4 +21,5 @@ pub mod config;
 pub mod log;
 pub mod metadata;
 pub mod net;
+pub mod producer;
 pub mod protocol;

@@ -84,7 +84,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let bound = listener.local_addr()?;
-        if config.listen.port() == 0 {
+        if config.listen.port() == 0 && !config.explicit.contains_key("advertised.listeners") {
             config.advertised_port = i32::from(bound.port());
         }
         let data = config.log_dir.clone();

@@ -5,6 +5,7 @@
 
 pub mod api_versions;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -20,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::config::Config;
 use crate::log::{LogManager, PartitionLog};
 use crate::metadata::{Topic, TopicError, TopicRegistry};
+use crate::producer::id_manager::ProducerIdManager;
 
 /// The leader epoch of every partition on a single broker that never changes leaders.
 pub const LEADER_EPOCH: i32 = 0;
@@ -28,6 +30,7 @@ pub struct Broker {
     pub config: Config,
     pub logs: LogManager,
     pub topics: TopicRegistry,
+    pub producer_ids: ProducerIdManager,
     /// Woken after every append so long-polling fetches look again.
     pub appended: tokio::sync::Notify,
 }
@@ -58,10 +61,13 @@ impl Broker {
         if stats.segments_scanned > 0 {
             tracing::info!(?stats, "recovered after an unclean shutdown");
         }
+        let producer_ids =
+            ProducerIdManager::load(&dir).context("loading the producer id block")?;
         let broker = Self {
             config,
             logs,
             topics,
+            producer_ids,
             appended: tokio::sync::Notify::new(),
         };
         // Partition directories of topics the registry does not know are leftovers of a delete

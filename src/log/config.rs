@@ -32,6 +32,9 @@ pub struct LogConfig {
     pub min_insync_replicas: i32,
     /// `cleanup.policy` (only `delete` is enforced; `compact` is stored and reported).
     pub cleanup_policy: String,
+    /// `producer.id.expiration.ms` (a broker setting): idempotence state of a producer idle
+    /// this long is dropped.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -49,6 +52,7 @@ impl Default for LogConfig {
             log_append_time: false,
             min_insync_replicas: 1,
             cleanup_policy: "delete".to_string(),
+            producer_id_expiration_ms: DAY_MS,
         }
     }
 }

@@ -23,6 +23,20 @@ pub enum LogError {
     DirectoryFailed(String),
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("no state for producer {0}: its first batch must have sequence 0")]
+    UnknownProducerId(i64),
     #[error("corrupt file {path}: {reason}")]
     CorruptFile { path: String, reason: String },
 }

@@ -258,6 +258,7 @@ impl LogManager {
     /// One pass of `flush.ms`, retention and checkpoints; the broker runs it on a timer.
     pub fn maintain(&self, now: i64, run_retention: bool) {
         for log in self.all() {
+            log.expire_producers(now);
             if let Err(e) = log.flush_if_due(now) {
                 tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "flush failed");
             }

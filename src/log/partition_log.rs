@@ -18,6 +18,7 @@ use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::file_cache::FileCache;
 use super::segment::{Segment, SegmentConfig};
+use crate::producer::state::{self, Check, ProducerStateManager};
 
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,8 @@ pub(super) struct WriterState {
     pub(super) unflushed_messages: u64,
     /// When the oldest unflushed append happened (for `flush.ms`), ms since the epoch.
     pub(super) first_unflushed_ms: Option<i64>,
+    /// Idempotent producers' epochs and recent batches on this partition.
+    pub(super) producers: ProducerStateManager,
 }
 
 pub struct PartitionLog {
@@ -71,6 +74,15 @@ pub struct PartitionLog {
     /// Shared by every log in the directory: set on an I/O failure, after which nothing is
     /// written there (Kafka takes the log directory offline).
     pub(super) dir_failed: Arc<AtomicBool>,
+}
+
+/// Renames a file to `*.deleted` so no listing sees it again; the caller removes it later.
+fn retire(path: &Path) -> Result<PathBuf, LogError> {
+    let mut to = path.as_os_str().to_owned();
+    to.push(super::segment::DELETED_SUFFIX);
+    let to = PathBuf::from(to);
+    std::fs::rename(path, &to).map_err(|e| LogError::io(path, e))?;
+    Ok(to)
 }
 
 pub fn now_ms() -> i64 {
@@ -202,8 +214,25 @@ impl PartitionLog {
         if batches.is_empty() {
             return Err(LogError::CorruptBatch("no record batch"));
         }
+        let idempotent = batches.iter().any(|(_, h)| h.has_producer_id());
+        if idempotent && batches.len() > 1 {
+            return Err(LogError::InvalidRecord(
+                "an idempotent produce carries exactly one batch per partition",
+            ));
+        }
         let mut writer = self.lock_writer();
         self.check_dir()?;
+        if let Some((_, h)) = batches.iter().find(|(_, h)| h.has_producer_id()) {
+            if let Check::Duplicate(original) = writer.producers.check(h)? {
+                // A retry of a batch already in the log: the original offsets, nothing appended.
+                return Ok(AppendInfo {
+                    base_offset: original.base_offset,
+                    last_offset: original.last_offset,
+                    log_append_time: -1,
+                    log_start_offset: self.log_start_offset(),
+                });
+            }
+        }
         let base_offset = self.log_end_offset();
         let append_time = if config.log_append_time { now_ms() } else { -1 };
         let mut next = base_offset;
@@ -226,8 +255,12 @@ impl PartitionLog {
             last_offset: next - 1,
             max_timestamp,
         };
-        let active = self.fail_on_io(self.maybe_roll(&config, incoming))?;
+        let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
         self.fail_on_io(active.append(&records, &batches))?;
+        let now = now_ms();
+        for (_, h) in &batches {
+            writer.producers.update(h, now);
+        }
         self.log_end_offset.store(next, Ordering::Release);
         // One replica: the high watermark follows the log end. Replication will move it instead.
         self.high_watermark.store(next, Ordering::Release);
@@ -259,7 +292,12 @@ impl PartitionLog {
     /// returns the segment to append to.
     /// As Kafka's LogSegment.shouldRoll, `segment.ms` compares record timestamps: the
     /// incoming batches' against the first batch of the active segment.
-    fn maybe_roll(&self, config: &LogConfig, incoming: Incoming) -> Result<Arc<Segment>, LogError> {
+    fn maybe_roll(
+        &self,
+        config: &LogConfig,
+        incoming: Incoming,
+        writer: &WriterState,
+    ) -> Result<Arc<Segment>, LogError> {
         let active = self
             .active()
             .ok_or(LogError::CorruptBatch("log has no segment"))?;
@@ -273,16 +311,20 @@ impl PartitionLog {
         if !(too_big || too_old || offsets_overflow || active.index_is_full()) {
             return Ok(active);
         }
-        self.roll_at(config, incoming.base_offset, &active)
+        self.roll_at(config, incoming.base_offset, &active, writer)
     }
 
+    /// Seals `old`, snapshots the producer state at the new segment's base (so a restart need
+    /// only scan from there to rebuild it), and starts the new segment.
     fn roll_at(
         &self,
         config: &LogConfig,
         base_offset: i64,
         old: &Arc<Segment>,
+        writer: &WriterState,
     ) -> Result<Arc<Segment>, LogError> {
         old.seal()?;
+        writer.producers.write_snapshot(&self.dir, base_offset)?;
         let new = Arc::new(Segment::create(
             &self.dir,
             base_offset,
@@ -301,10 +343,10 @@ impl PartitionLog {
 
     /// Rolls now (if the active segment holds anything).
     pub fn roll(&self) -> Result<(), LogError> {
-        let _writer = self.lock_writer();
+        let writer = self.lock_writer();
         let config = self.config();
         if let Some(active) = self.active().filter(|a| !a.is_empty()) {
-            let r = self.roll_at(&config, self.log_end_offset(), &active);
+            let r = self.roll_at(&config, self.log_end_offset(), &active, &writer);
             self.fail_on_io(r)?;
         }
         Ok(())
@@ -525,6 +567,22 @@ impl PartitionLog {
         if !removed.is_empty() {
             let r = writer.epochs.truncate_from_start(start);
             self.fail_on_io(r)?;
+            // Snapshots older than the first remaining segment can no longer be the start of
+            // a rebuild.
+            let first_base = self
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(start);
+            for offset in state::list_snapshots(&self.dir)?
+                .into_iter()
+                .filter(|o| *o < first_base)
+            {
+                removed.push(self.fail_on_io(retire(&state::snapshot_path(&self.dir, offset)))?);
+            }
         }
         Ok(removed)
     }
@@ -594,7 +652,25 @@ impl PartitionLog {
         self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
         let r = writer.epochs.truncate_from_end(new_end);
         self.fail_on_io(r)?;
+        writer.producers.truncate_from(new_end);
+        for offset in state::list_snapshots(&self.dir)?
+            .into_iter()
+            .filter(|o| *o > new_end)
+        {
+            removed.push(self.fail_on_io(retire(&state::snapshot_path(&self.dir, offset)))?);
+        }
         Ok(removed)
+    }
+
+    /// Drops idempotence state of producers idle past `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, now: i64) {
+        let expiration = self.config().producer_id_expiration_ms;
+        self.lock_writer().producers.expire(now, expiration);
+    }
+
+    /// Producers with idempotence state on this partition.
+    pub fn producer_count(&self) -> usize {
+        self.lock_writer().producers.len()
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -605,6 +681,10 @@ impl PartitionLog {
     pub fn close(&self) -> Result<(), LogError> {
         let mut writer = self.lock_writer();
         self.flush_locked(&mut writer)?;
+        let r = writer
+            .producers
+            .write_snapshot(&self.dir, self.log_end_offset());
+        self.fail_on_io(r)?;
         if let Some(active) = self.active() {
             self.fail_on_io(active.seal())?;
             active.close_handle();

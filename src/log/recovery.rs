@@ -14,8 +14,10 @@ use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
+use super::partition_log::now_ms;
 use super::partition_log::{PartitionLog, WriterState};
 use super::segment::{self, Segment, DELETED_SUFFIX};
+use crate::producer::state::{self as producer_state, ProducerStateManager};
 
 /// What the directory-level loader knows about one partition.
 pub struct LoadParams {
@@ -102,6 +104,49 @@ fn remove_segment_files(dir: &Path, base: i64) -> Result<(), LogError> {
     Ok(())
 }
 
+/// The producer state at `log_end`: the newest readable snapshot at or below it, plus every
+/// batch after the snapshot. Snapshots beyond the log end (left by a truncation) are removed.
+fn rebuild_producer_state(
+    dir: &Path,
+    segments: &BTreeMap<i64, Arc<Segment>>,
+    log_start: i64,
+    log_end: i64,
+) -> Result<ProducerStateManager, LogError> {
+    let mut from = log_start;
+    let mut state = ProducerStateManager::default();
+    for offset in producer_state::list_snapshots(dir)?.into_iter().rev() {
+        let path = producer_state::snapshot_path(dir, offset);
+        if offset > log_end {
+            remove_if_present(&path)?;
+            continue;
+        }
+        match ProducerStateManager::read_snapshot(&path) {
+            Ok(s) => {
+                state = s;
+                from = offset;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable producer snapshot");
+                remove_if_present(&path)?;
+            }
+        }
+    }
+    let now = now_ms();
+    let start_base = segments
+        .range(..=from)
+        .next_back()
+        .map_or(i64::MIN, |(b, _)| *b);
+    for seg in segments.range(start_base..).map(|(_, s)| s) {
+        seg.for_each_batch_from(from, |h| {
+            if h.base_offset >= from {
+                state.update(h, now);
+            }
+        })?;
+    }
+    Ok(state)
+}
+
 impl PartitionLog {
     /// Creates or opens the partition log in `p.dir`, recovering it as needed.
     pub fn load(p: LoadParams) -> Result<(PartitionLog, RecoveryStats), LogError> {
@@ -184,6 +229,7 @@ impl PartitionLog {
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
         let log_start = p.log_start_offset.max(first_base).min(log_end);
+        let producers = rebuild_producer_state(&p.dir, &segments, log_start, log_end)?;
         let mut epochs = LeaderEpochCache::load(&p.dir)?;
         epochs.truncate_from_end(log_end)?;
         if stats.segments_scanned > 0 {
@@ -200,6 +246,7 @@ impl PartitionLog {
                 epochs,
                 unflushed_messages: 0,
                 first_unflushed_ms: None,
+                producers,
             }),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),

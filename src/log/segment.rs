@@ -443,6 +443,22 @@ impl Segment {
         Ok(found)
     }
 
+    /// Calls `f` on the header of every batch from the one holding `offset` to the end.
+    pub fn for_each_batch_from(
+        &self,
+        offset: i64,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let Some(first) = self.find_batch(offset)? else {
+            return Ok(());
+        };
+        self.walk_headers(first.position, self.size(), |bp| {
+            f(&bp.header);
+            true
+        })?;
+        Ok(())
+    }
+
     /// The first batch whose max timestamp is ≥ `timestamp`.
     pub fn find_batch_by_timestamp(
         &self,

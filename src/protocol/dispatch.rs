@@ -110,6 +110,9 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes) -> Outcome {
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(broker.delete_topics(r, version))
         }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(broker.init_producer_id(r, version))
+        }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     frame(

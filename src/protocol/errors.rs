@@ -11,6 +11,9 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::InvalidRecord(_) | LogError::UnsupportedMagic(_) => ResponseError::InvalidRecord,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
         LogError::DirectoryFailed(_) | LogError::Io { .. } | LogError::CorruptFile { .. } => {
             ResponseError::KafkaStorageError
         }
