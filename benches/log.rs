@@ -1,45 +1,16 @@
 //! Log engine benchmarks: append and read throughput, crash-recovery time, file handles with
 //! 10,000 partitions. `cargo bench --bench log`.
 
+#[path = "../tests/common/batches.rs"]
+mod batches;
+
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use runnel::log::{LogConfig, LogManager, PartitionLog};
 
 fn batch(records: usize, record_bytes: usize) -> Vec<u8> {
-    let recs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(vec![b'x'; record_bytes])),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.to_vec()
+    batches::batch_from(batches::PLAIN, records, 1_700_000_000_000, record_bytes)
 }
 
 struct Scratch {

@@ -2,14 +2,13 @@
 //! exactly-once delivery under forced retries, across kill -9 restarts.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::proxy::Proxy;
 use common::BrokerProcess;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -17,10 +16,6 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use proxy::Proxy;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -67,34 +62,12 @@ fn produce_frame(addr: &str, frame: &[u8]) -> (i16, i64) {
 }
 
 fn batch(pid: i64, epoch: i16, seq: i32, records: usize) -> Bytes {
-    let recs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: 1,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    let producer = common::batches::Producer {
+        id: pid,
+        epoch,
+        sequence: seq,
+    };
+    Bytes::from(common::batches::batch_from(producer, records, 1, 1))
 }
 
 fn produce_batch(addr: &str, topic: &str, records: Bytes) -> (i16, i64) {

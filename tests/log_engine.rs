@@ -1,47 +1,17 @@
 //! The log engine as the broker uses it: appends, reads, rolls, retention, clean and unclean
 //! restarts, and the faults a disk can throw at it, checked against a model.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use proptest::prelude::*;
 use runnel::log::batch;
 use runnel::log::{LogConfig, LogError, LogManager};
 
 fn encode(records: usize, ts: i64, value_len: usize) -> Vec<u8> {
-    let recs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: ts + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![b'x'; value_len])),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.to_vec()
+    common::batches::batch_from(common::batches::PLAIN, records, ts, value_len)
 }
 
 fn small_config() -> LogConfig {

@@ -104,15 +104,7 @@ impl Segment {
         let log_path = file_name(dir, base_offset, LOG_SUFFIX);
         let file = files.get(&log_path, true)?;
         file.set_len(0).at(&log_path)?;
-        let oi = OffsetIndex::create(
-            &file_name(dir, base_offset, INDEX_SUFFIX),
-            config.max_index_bytes,
-        )?;
-        let ti = TimeIndex::create(
-            &file_name(dir, base_offset, TIME_INDEX_SUFFIX),
-            config.max_index_bytes,
-        )?;
-        Ok(Self::new(dir, base_offset, files, config, oi, ti))
+        Self::open_for_recovery(dir, base_offset, files, config)
     }
 
     /// Opens an existing segment, trusting its indexes if they pass a sanity check. Returns
@@ -201,7 +193,8 @@ impl Segment {
         Ok(Some(seg))
     }
 
-    /// Opens a segment for a full scan, with fresh indexes (recovery).
+    /// Opens a segment with fresh, empty indexes: for a new segment, or for a full scan that
+    /// rebuilds them (recovery).
     pub fn open_for_recovery(
         dir: &Path,
         base_offset: i64,

@@ -2,6 +2,9 @@
 //! can kill -9 it, restart it on the same data, and drive it with real clients.
 #![allow(dead_code)]
 
+pub mod batches;
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
