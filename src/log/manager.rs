@@ -33,7 +33,12 @@ pub struct LogManager {
     files: Arc<FileCache>,
     dir_failed: Arc<AtomicBool>,
     logs: DashMap<PartitionKey, Arc<PartitionLog>>,
+    /// What the checkpoint files hold now: unchanged offsets are not rewritten, because each
+    /// rewrite fsyncs and an fsync stalls the appends sharing the filesystem journal.
+    last_checkpoint: std::sync::Mutex<Option<CheckpointEntries>>,
 }
+
+type CheckpointEntries = (Vec<(String, i32, i64)>, Vec<(String, i32, i64)>);
 
 /// `<topic>-<partition>` as Kafka names a partition directory.
 pub fn partition_dir_name(topic: &str, partition: i32) -> String {
@@ -88,6 +93,7 @@ impl LogManager {
             files: Arc::new(FileCache::new(open_files)),
             dir_failed: Arc::new(AtomicBool::new(false)),
             logs: DashMap::new(),
+            last_checkpoint: std::sync::Mutex::new(None),
         };
         let mut total = RecoveryStats::default();
         for entry in std::fs::read_dir(dir).at(dir)? {
@@ -251,8 +257,19 @@ impl LogManager {
                 log.log_start_offset(),
             ));
         }
+        rp.sort();
+        ls.sort();
+        let mut last = self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.as_ref().is_some_and(|(r, l)| *r == rp && *l == ls) {
+            return Ok(());
+        }
         checkpoint::write_partition_offsets(&self.dir.join(RECOVERY_POINT_FILE), &rp)?;
-        checkpoint::write_partition_offsets(&self.dir.join(LOG_START_FILE), &ls)
+        checkpoint::write_partition_offsets(&self.dir.join(LOG_START_FILE), &ls)?;
+        *last = Some((rp, ls));
+        Ok(())
     }
 
     /// One pass of `flush.ms`, retention and checkpoints; the broker runs it on a timer.
