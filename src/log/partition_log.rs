@@ -668,11 +668,6 @@ impl PartitionLog {
         self.lock_writer().producers.expire(now, expiration);
     }
 
-    /// Producers with idempotence state on this partition.
-    pub fn producer_count(&self) -> usize {
-        self.lock_writer().producers.len()
-    }
-
     pub fn latest_epoch(&self) -> Option<i32> {
         self.lock_writer().epochs.latest_epoch()
     }
@@ -699,13 +694,5 @@ impl PartitionLog {
             seg.close_handle();
             seg.release_indexes();
         }
-    }
-
-    /// Mappings and handles held by this log's segments (for the file-handle budget tests).
-    pub fn mapped_segments(&self) -> usize {
-        self.segments_snapshot()
-            .iter()
-            .filter(|s| s.holds_mappings())
-            .count()
     }
 }

@@ -267,10 +267,6 @@ impl Segment {
     pub fn time_index(&self) -> &TimeIndex {
         &self.time_index
     }
-    /// Whether the segment's index files are mapped right now (for the file-handle budget).
-    pub fn holds_mappings(&self) -> bool {
-        self.offset_index.is_mapped() || self.time_index.is_mapped()
-    }
 
     /// Appends stamped batches that lie back to back in `bytes`; `batches` gives each one's
     /// range and header. The caller (the partition's single writer) has checked them.

@@ -3,9 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
-};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::versions;
@@ -120,12 +118,4 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes) -> Outcome {
         api_key.response_header_version(version),
         |buf| response.encode(buf, version),
     )
-}
-
-/// The ApiVersions body alone (tests of the tagged-field encoding use it).
-pub fn encode_api_versions(version: i16) -> anyhow::Result<Bytes> {
-    let mut buf = BytesMut::new();
-    let r: ApiVersionsResponse = crate::broker::api_versions::response();
-    r.encode(&mut buf, version)?;
-    Ok(buf.freeze())
 }

@@ -78,12 +78,6 @@ impl BrokerProcess {
         self.child = Some(child);
         self.addr = addr;
     }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
 }
 
 impl Drop for BrokerProcess {
