@@ -51,7 +51,15 @@ fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
 
 fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
+    // A read timeout is not a close: only EOF or a reset counts.
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        Ok(_) => false,
+    }
 }
 
 fn api_versions_ok(addr: &str) {
@@ -201,4 +209,39 @@ fn bad_batches_get_kafka_error_codes() {
         0,
         "and the connection still works"
     );
+}
+
+#[test]
+fn connection_cap_and_idle_timeout() {
+    let broker = BrokerProcess::start(&[
+        "--set",
+        "max.connections=2",
+        "--set",
+        "connections.max.idle.ms=500",
+    ]);
+    let mut first = connect(&broker.addr);
+    let mut second = connect(&broker.addr);
+    for s in [&mut first, &mut second] {
+        s.write_all(&request(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .expect("write");
+        assert!(read_frame(s).is_some(), "served below the cap");
+    }
+    let mut third = connect(&broker.addr);
+    assert!(
+        closed(&mut third),
+        "a connection over max.connections is closed"
+    );
+    // Both served connections now sit idle past connections.max.idle.ms.
+    let started = std::time::Instant::now();
+    assert!(closed(&mut first));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(second);
+    // With the idle ones gone, new clients are served again.
+    std::thread::sleep(Duration::from_millis(200));
+    api_versions_ok(&broker.addr);
 }
