@@ -42,6 +42,8 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// `cluster.id` (KAFKA_CLUSTER_ID / CLUSTER_ID in docker images).
     pub cluster_id: String,
+    /// The group coordinator's settings (`group.*`, `offsets.*`).
+    pub group: crate::group::GroupConfig,
     /// Segment files kept open at once.
     pub max_open_segment_files: usize,
     /// Where each value came from: key → (value, source), for DescribeConfigs.
@@ -66,10 +68,8 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "listener.security.protocol.map",
     "inter.broker.listener.name",
     "offsets.topic.replication.factor",
-    "offsets.topic.num.partitions",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "group.initial.rebalance.delay.ms",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
     "num.network.threads",
@@ -105,6 +105,7 @@ impl Default for Config {
             retention_check_interval_ms: 300_000,
             checkpoint_interval_ms: 60_000,
             cluster_id: "runnel-cluster-0000000001".to_string(),
+            group: crate::group::GroupConfig::default(),
             max_open_segment_files: crate::log::manager::DEFAULT_OPEN_FILES,
             explicit: BTreeMap::new(),
         }
@@ -228,6 +229,35 @@ impl Config {
             "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
             "log.roll.hours" => self.log.segment_ms = parse_num::<i64>(key, v)? * HOUR_MS,
             "producer.id.expiration.ms" => self.log.producer_id_expiration_ms = parse_num(key, v)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms = parse_num(key, v)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group.min_session_timeout_ms = parse_num(key, v)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group.max_session_timeout_ms = parse_num(key, v)?
+            }
+            "group.max.size" => self.group.max_size = parse_num(key, v)?,
+            "offsets.retention.minutes" => {
+                self.group.offsets_retention_ms = parse_num::<i64>(key, v)? * 60_000
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.group.offsets_retention_check_interval_ms = parse_num(key, v)?
+            }
+            "offset.metadata.max.bytes" => {
+                self.group.offset_metadata_max_bytes = parse_num(key, v)?
+            }
+            "offsets.topic.num.partitions" => {
+                let n: i32 = parse_num(key, v)?;
+                if n < 1 {
+                    bail!("offsets.topic.num.partitions must be at least 1");
+                }
+                self.group.offsets_topic_partitions = n;
+            }
+            "offsets.topic.segment.bytes" => {
+                self.group.offsets_topic_segment_bytes = parse_num(key, v)?
+            }
             "message.max.bytes" => self
                 .log
                 .set("max.message.bytes", v)

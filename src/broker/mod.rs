@@ -5,9 +5,11 @@
 
 pub mod api_versions;
 pub mod fetch;
+pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod topics;
 
@@ -19,6 +21,8 @@ use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::Config;
+use crate::group::store::OFFSETS_TOPIC;
+use crate::group::GroupCoordinator;
 use crate::log::{LogManager, PartitionLog};
 use crate::metadata::{Topic, TopicError, TopicRegistry};
 use crate::producer::id_manager::ProducerIdManager;
@@ -31,8 +35,19 @@ pub struct Broker {
     pub logs: LogManager,
     pub topics: TopicRegistry,
     pub producer_ids: ProducerIdManager,
+    pub groups: GroupCoordinator,
+    /// Serialises the creation of `__consumer_offsets`.
+    groups_init: std::sync::Mutex<()>,
     /// Woken after every append so long-polling fetches look again.
     pub appended: tokio::sync::Notify,
+}
+
+/// Who sent a request: the header's client id and the peer address (as Kafka shows them in
+/// DescribeGroups).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub id: String,
+    pub host: String,
 }
 
 pub fn topic_name(s: &str) -> TopicName {
@@ -63,11 +78,14 @@ impl Broker {
         }
         let producer_ids =
             ProducerIdManager::load(&dir).context("loading the producer id block")?;
+        let groups = GroupCoordinator::new(config.group.clone());
         let broker = Self {
             config,
             logs,
             topics,
             producer_ids,
+            groups,
+            groups_init: std::sync::Mutex::new(()),
             appended: tokio::sync::Notify::new(),
         };
         // Partition directories of topics the registry does not know are leftovers of a delete
@@ -84,7 +102,47 @@ impl Broker {
         for t in broker.topics.list() {
             broker.ensure_logs(&t)?;
         }
+        if broker.topics.get(OFFSETS_TOPIC).is_some() {
+            broker
+                .ensure_group_coordinator()
+                .context("loading the group coordinator")?;
+        }
         Ok(broker)
+    }
+
+    /// Creates `__consumer_offsets` on first use (as Kafka does at the first FindCoordinator)
+    /// and replays it into the group coordinator.
+    pub fn ensure_group_coordinator(&self) -> Result<(), TopicError> {
+        if self.groups.is_loaded() {
+            return Ok(());
+        }
+        let _guard = self.groups_init.lock().unwrap_or_else(|p| p.into_inner());
+        if self.groups.is_loaded() {
+            return Ok(());
+        }
+        let topic = match self.topics.get(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let overrides = BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    (
+                        "segment.bytes".to_string(),
+                        self.config.group.offsets_topic_segment_bytes.to_string(),
+                    ),
+                ]);
+                self.create_topic(
+                    OFFSETS_TOPIC,
+                    self.config.group.offsets_topic_partitions,
+                    overrides,
+                )?
+            }
+        };
+        let logs = (0..topic.partitions)
+            .filter_map(|p| self.partition_log(OFFSETS_TOPIC, p))
+            .collect();
+        self.groups
+            .load(logs, LogManager::now_ms())
+            .map_err(TopicError::Storage)
     }
 
     fn ensure_logs(&self, t: &Topic) -> Result<(), TopicError> {
@@ -117,20 +175,30 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if self.topics.get(name).is_some_and(|t| t.internal) {
+            return Err(TopicError::InvalidName(format!(
+                "Topic {name} is an internal topic and cannot be deleted."
+            )));
+        }
         let topic = self.topics.remove(name)?;
         for p in 0..topic.partitions {
             self.logs.delete(name, p)?;
         }
+        self.groups.forget_topic(name);
         Ok(topic)
     }
 
-    /// Periodic work: flush.ms, retention, checkpoints.
+    /// Periodic work: flush.ms, retention, checkpoints, the offsets topic's compaction.
     pub fn maintain(&self, run_retention: bool) {
-        self.logs.maintain(LogManager::now_ms(), run_retention);
+        let now = LogManager::now_ms();
+        self.groups.compact(now);
+        self.logs.maintain(now, run_retention);
     }
 
-    /// Orderly shutdown: everything flushed, clean-shutdown marker written.
+    /// Orderly shutdown: waiting group members released, everything flushed, clean-shutdown
+    /// marker written.
     pub fn shutdown(&self) -> anyhow::Result<()> {
+        self.groups.shutdown();
         self.logs
             .shutdown()
             .context("shutting down the log directory")

@@ -46,6 +46,15 @@ impl Broker {
                     parts.push(failed(index, e, None));
                     continue;
                 };
+                if topic.internal {
+                    let msg = format!("Cannot append to internal topic {}", topic.name);
+                    parts.push(failed(
+                        index,
+                        ResponseError::InvalidTopicException,
+                        Some(msg),
+                    ));
+                    continue;
+                }
                 if !matches!(req.acks, -1..=1) {
                     parts.push(failed(index, ResponseError::InvalidRequiredAcks, None));
                     continue;

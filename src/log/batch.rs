@@ -219,48 +219,74 @@ pub fn record_timestamps(bytes: &bytes::Bytes) -> Vec<(i64, i64)> {
     out
 }
 
+/// Encodes records as one uncompressed v2 batch: what Runnel writes itself (the group
+/// coordinator's records) and what tests build theirs with. Offsets are relative (0, 1, ...).
+pub fn encode(records: &[kafka_protocol::records::Record]) -> Result<Vec<u8>, LogError> {
+    let mut buf = bytes::BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::None,
+        },
+    )
+    .map_err(|_| LogError::InvalidRecord("records could not be encoded"))?;
+    Ok(buf.to_vec())
+}
+
+/// A record of a plain (non-idempotent) batch.
+pub fn plain_record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<bytes::Bytes>,
+    value: Option<bytes::Bytes>,
+) -> kafka_protocol::records::Record {
+    kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        // The encoder starts a new batch whenever offset - sequence changes.
+        sequence: offset as i32,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
 #[cfg(test)]
 pub mod test_batches {
     //! Real v2 batches built by kafka-protocol's encoder, for tests across the log module.
     use bytes::{Bytes, BytesMut};
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
     pub fn batch(records: usize, timestamp: i64, value_len: usize) -> Vec<u8> {
         batch_with(records, timestamp, value_len, Compression::None)
     }
 
     pub fn batch_with(records: usize, timestamp: i64, value_len: usize, c: Compression) -> Vec<u8> {
-        let recs: Vec<Record> = (0..records)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch when offset - sequence changes.
-                sequence: i as i32,
-                timestamp: timestamp + i as i64,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(vec![b'v'; value_len])),
-                headers: IndexMap::new(),
+        let recs: Vec<_> = (0..records)
+            .map(|i| {
+                super::plain_record(
+                    i as i64,
+                    timestamp + i as i64,
+                    Some(Bytes::from(format!("k{i}"))),
+                    Some(Bytes::from(vec![b'v'; value_len])),
+                )
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            recs.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: c,
-            },
-        )
-        .expect("encode test batch");
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: c,
+        };
+        RecordBatchEncoder::encode(&mut buf, recs.iter(), &options).expect("encode test batch");
         buf.to_vec()
     }
 }

@@ -30,7 +30,8 @@ pub struct LogConfig {
     pub log_append_time: bool,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
-    /// `cleanup.policy` (only `delete` is enforced; `compact` is stored and reported).
+    /// `cleanup.policy`: without `delete`, time and size retention are off. Key compaction is
+    /// not done by the log engine (the offsets topic compacts itself, see `group`).
     pub cleanup_policy: String,
     /// `producer.id.expiration.ms` (a broker setting): idempotence state of a producer idle
     /// this long is dropped.

@@ -520,6 +520,14 @@ impl PartitionLog {
     pub fn apply_retention(&self, now: i64) -> Result<Vec<PathBuf>, LogError> {
         self.check_dir()?;
         let config = self.config();
+        // A compact-only topic keeps its records until the cleaner replaces them.
+        if !config
+            .cleanup_policy
+            .split(',')
+            .any(|p| p.trim() == "delete")
+        {
+            return Ok(Vec::new());
+        }
         let mut writer = self.lock_writer();
         let segments = self.segments_snapshot();
         let sealed = &segments[..segments.len().saturating_sub(1)];

@@ -27,7 +27,8 @@ enum End {
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    match run(stream, &broker, &mut shutdown).await {
+    let host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
+    match run(stream, &broker, &host, &mut shutdown).await {
         End::Oversized(size) => tracing::warn!(
             ?peer,
             size,
@@ -39,7 +40,12 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
     }
 }
 
-async fn run(stream: TcpStream, broker: &Broker, shutdown: &mut watch::Receiver<bool>) -> End {
+async fn run(
+    stream: TcpStream,
+    broker: &Broker,
+    peer_host: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> End {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.socket_request_max_bytes;
@@ -66,7 +72,7 @@ async fn run(stream: TcpStream, broker: &Broker, shutdown: &mut watch::Receiver<
                 End::Io(e)
             };
         }
-        match dispatch::handle(broker, frame.freeze()).await {
+        match dispatch::handle(broker, frame.freeze(), peer_host).await {
             Outcome::Respond(bytes) => {
                 if let Err(e) = wr.write_all(&bytes).await {
                     return End::Io(e);

@@ -15,6 +15,8 @@ use crate::broker::Broker;
 /// How long shutdown waits for open connections to finish their current request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
+/// Resolution of the group timers (sessions, join and sync deadlines, initial delay).
+const GROUP_TICK: Duration = Duration::from_millis(10);
 
 pub async fn run(
     listener: TcpListener,
@@ -24,6 +26,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
+    let group_timers = tokio::spawn(group_timers(broker.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -51,6 +54,9 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    // Members waiting in JoinGroup/SyncGroup are released so their connections can end.
+    broker.groups.shutdown();
+    let _ = group_timers.await;
     let total = broker.config.max_connections.max(1) as u32;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(total)).await;
     let _ = maintenance.await;
@@ -80,6 +86,18 @@ async fn maintain(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             let b = broker.clone();
             let _ = tokio::task::spawn_blocking(move || b.maintain(retention)).await;
         }
+    }
+}
+
+async fn group_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(GROUP_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        broker.groups.tick(crate::log::LogManager::now_ms());
     }
 }
 

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::versions;
-use crate::broker::Broker;
+use crate::broker::{Broker, Client};
 
 /// What the connection does after a request.
 pub enum Outcome {
@@ -48,7 +48,8 @@ fn api_versions_fallback(correlation_id: i32) -> Outcome {
     frame(correlation_id, 0, |buf| body.encode(buf, 0))
 }
 
-pub async fn handle(broker: &Broker, mut frame_bytes: Bytes) -> Outcome {
+/// `peer_host` is the client's address as DescribeGroups shows it (`/127.0.0.1`).
+pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) -> Outcome {
     if frame_bytes.len() < 8 {
         return Outcome::Close("request shorter than a header".into());
     }
@@ -110,6 +111,33 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes) -> Outcome {
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(broker.init_producer_id(r, version))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(broker.find_coordinator(r, version))
+        }
+        RequestKind::JoinGroup(r) => {
+            let client = Client {
+                id: header.client_id.as_deref().unwrap_or_default().to_string(),
+                host: peer_host.to_string(),
+            };
+            ResponseKind::JoinGroup(broker.join_group(r, version, &client).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(broker.sync_group(r, version).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(broker.heartbeat(r, version)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(broker.leave_group(r, version)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(broker.offset_commit(r, version))
+        }
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(broker.offset_fetch(r, version)),
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(broker.offset_delete(r, version))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(broker.list_groups(r, version)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(broker.describe_groups(r, version))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(broker.delete_groups(r, version))
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };

@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 
+use crate::group::GroupError;
 use crate::log::LogError;
 use crate::metadata::TopicError;
 
@@ -28,6 +29,29 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
         TopicError::InvalidPartitions => ResponseError::InvalidPartitions,
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::Storage(e) => log_error(e),
+    }
+}
+
+pub fn group_error(e: &GroupError) -> ResponseError {
+    match e {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        // As Kafka: a storage failure on the offsets topic sends clients to find the
+        // coordinator again.
+        GroupError::NotCoordinator | GroupError::Storage(_) => ResponseError::NotCoordinator,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::MemberIdRequired(_) => ResponseError::MemberIdRequired,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
     }
 }
 
