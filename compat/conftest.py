@@ -12,11 +12,18 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = os.environ.get("RUNNEL_BIN", str(ROOT / "target" / "debug" / "runnel"))
 
 
+# Group settings that keep tests quick: a short initial rebalance delay, a low session floor.
+FAST_GROUPS = [
+    "--set", "group.initial.rebalance.delay.ms=300",
+    "--set", "group.min.session.timeout.ms=1000",
+]
+
+
 class Broker:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, extra=()):
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--data", data_dir],
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--data", data_dir, *extra],
             stdout=subprocess.PIPE,
             stderr=None,
             text=True,
@@ -40,7 +47,7 @@ class Broker:
 @pytest.fixture(scope="module")
 def broker():
     with tempfile.TemporaryDirectory() as d:
-        b = Broker(os.path.join(d, "data"))
+        b = Broker(os.path.join(d, "data"), FAST_GROUPS)
         yield b
         b.stop()
 

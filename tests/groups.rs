@@ -27,14 +27,17 @@ const FAST_GROUPS: &[&str] = &[
     "group.min.session.timeout.ms=1000",
 ];
 
+/// A rebalance as a consumer saw it: "assign" or "revoke", and the partitions.
+type RebalanceEvent = (String, BTreeSet<i32>);
+
 /// Records every rebalance a consumer goes through.
 #[derive(Clone, Default)]
 struct Recorder {
-    events: Arc<Mutex<Vec<(String, BTreeSet<i32>)>>>,
+    events: Arc<Mutex<Vec<RebalanceEvent>>>,
 }
 
 impl Recorder {
-    fn events(&self) -> Vec<(String, BTreeSet<i32>)> {
+    fn events(&self) -> Vec<RebalanceEvent> {
         self.events.lock().expect("events").clone()
     }
 }

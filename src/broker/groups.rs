@@ -12,7 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Client};
-use crate::group::group::{JoinRequest, SyncRequest};
+use crate::group::classic_group::{JoinRequest, SyncRequest};
 use crate::group::GroupError;
 use crate::protocol::errors;
 

@@ -15,12 +15,14 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::Broker;
-use crate::group::group::CommittedOffset;
+use crate::group::classic_group::CommittedOffset;
 use crate::log::LogManager;
 use crate::protocol::errors;
 
-/// One group's committed offsets as OffsetFetch reports them: (topic, [(partition, offset)]).
-type Fetched = Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, ResponseError>;
+/// One topic's committed offsets as OffsetFetch reports them: (topic, [(partition, offset)]).
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+/// Per partition of a commit: the error found before the coordinator is asked, if any.
+type Checked = (TopicName, Vec<(i32, Option<ResponseError>)>);
 
 impl Broker {
     fn partition_exists(&self, topic: &str, partition: i32) -> bool {
@@ -33,7 +35,7 @@ impl Broker {
         let now = LogManager::now_ms();
         let max_metadata = self.config.group.offset_metadata_max_bytes;
         // Per partition: Some(error) decided here, None if it goes to the coordinator.
-        let mut checked: Vec<(TopicName, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+        let mut checked: Vec<Checked> = Vec::new();
         let mut valid = Vec::new();
         for t in &req.topics {
             let mut parts = Vec::new();
@@ -102,7 +104,11 @@ impl Broker {
     }
 
     /// The committed offsets of one group: the requested partitions, or all when None.
-    fn fetch_group_offsets(&self, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+    fn fetch_group_offsets(
+        &self,
+        group: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<TopicOffsets>, ResponseError> {
         self.ensure_group_coordinator()
             .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
         let wanted: Option<Vec<(String, i32)>> = topics.as_ref().map(|ts| {
@@ -114,7 +120,7 @@ impl Broker {
             .groups
             .committed(group, wanted.as_deref())
             .map_err(|e| errors::group_error(&e))?;
-        let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+        let mut out: Vec<TopicOffsets> = Vec::new();
         for (t, p, v) in found {
             match out.last_mut() {
                 Some((last, parts)) if *last == t => parts.push((p, v)),

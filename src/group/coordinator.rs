@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dashmap::DashMap;
 
+use super::classic_group::{Answer, CommittedOffset, Group, GroupState, JoinRequest, SyncRequest};
 use super::error::GroupError;
-use super::group::{Answer, CommittedOffset, Group, GroupState, JoinRequest, SyncRequest};
 use super::member::{JoinResult, Member, SyncResult};
 use super::store::{self, Entry, StoredGroup, StoredMember};
 use super::GroupConfig;

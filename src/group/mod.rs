@@ -6,16 +6,16 @@
 //!
 //! | file | Kafka concept |
 //! |---|---|
-//! | `group` | ClassicGroup: the state machine, protocol selection, static members |
+//! | `classic_group` | ClassicGroup: the state machine, protocol selection, static members |
 //! | `member` | ClassicGroupMember and the JoinGroup/SyncGroup answers |
 //! | `coordinator` | GroupCoordinator + GroupMetadataManager: all groups, offsets, timers |
 //! | `store` | the `__consumer_offsets` record formats, partitioning and replay |
 //! | `consumer_protocol` | reading a consumer's subscription metadata |
 
+pub mod classic_group;
 pub mod consumer_protocol;
 pub mod coordinator;
 pub mod error;
-pub mod group;
 pub mod member;
 pub mod store;
 

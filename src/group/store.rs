@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::group::CommittedOffset;
+use super::classic_group::CommittedOffset;
 use crate::log::{batch, LogError, PartitionLog};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

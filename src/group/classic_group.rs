@@ -874,6 +874,10 @@ mod tests {
         }
     }
 
+    fn accepted<T>(a: Result<Answer<T>, GroupError>) {
+        assert!(a.is_ok(), "rejected: {:?}", a.err());
+    }
+
     fn ready<T: std::fmt::Debug>(rx: &mut oneshot::Receiver<Result<T, GroupError>>) -> T {
         rx.try_recv().expect("answered").expect("success")
     }
@@ -951,7 +955,7 @@ mod tests {
         let mut g = Group::new("g", 0);
         let (a, mut ra) = join_new(&mut g, &c, &["range", "roundrobin"], 0);
         assert_eq!(ready(&mut ra).generation, 1);
-        let _ = later(g.sync(sync_req(&a, 1, &[(&a, "all")]), 1));
+        accepted(g.sync(sync_req(&a, 1, &[(&a, "all")]), 1));
         // b only speaks roundrobin: the group must switch to it.
         let (b, mut rb) = join_new(&mut g, &c, &["roundrobin"], 10);
         assert_eq!(g.state, GroupState::PreparingRebalance);
@@ -988,12 +992,12 @@ mod tests {
         let mut g = Group::new("g", 0);
         let (a, mut ra) = join_new(&mut g, &c, &["range"], 0);
         ready(&mut ra);
-        let _ = later(g.sync(sync_req(&a, 1, &[]), 0));
+        accepted(g.sync(sync_req(&a, 1, &[]), 0));
         let (b, mut rb) = join_new(&mut g, &c, &["range"], 0);
         let mut ra = later(g.join(join_req(&a, &["range"]), &c, 0));
         ready(&mut ra);
         ready(&mut rb);
-        let _ = later(g.sync(sync_req(&a, 2, &[]), 1));
+        accepted(g.sync(sync_req(&a, 2, &[]), 1));
         assert_eq!(g.state, GroupState::Stable);
         // a keeps heartbeating, b goes silent past its 10 s session.
         g.heartbeat(&a, None, 2, 9_000).expect("heartbeat");
@@ -1003,7 +1007,7 @@ mod tests {
         let mut ra = later(g.join(join_req(&a, &["range"]), &c, 10_002));
         assert_eq!(ready(&mut ra).generation, 3);
         // A member that never rejoins is dropped at the rebalance timeout.
-        let _ = later(g.sync(sync_req(&a, 3, &[]), 10_003));
+        accepted(g.sync(sync_req(&a, 3, &[]), 10_003));
         let (_, mut rc) = join_new(&mut g, &c, &["range"], 10_004);
         for t in [15_000, 25_000, 35_000] {
             // Heartbeats keep a's session but do not count as rejoining.
@@ -1027,7 +1031,7 @@ mod tests {
         let mut g = Group::new("g", 0);
         let (a, mut ra) = join_new(&mut g, &c, &["range"], 0);
         ready(&mut ra);
-        let _ = later(g.sync(sync_req(&a, 1, &[]), 1));
+        accepted(g.sync(sync_req(&a, 1, &[]), 1));
         let r = g.leave(&[(a.clone(), None), ("ghost".into(), None)], &c, 2);
         assert!(r[0].is_ok());
         assert!(matches!(r[1], Err(GroupError::UnknownMemberId)));
@@ -1053,7 +1057,7 @@ mod tests {
             g.validate_commit(&a, None, 1, 1),
             Err(GroupError::RebalanceInProgress)
         ));
-        let _ = later(g.sync(sync_req(&a, 1, &[]), 1));
+        accepted(g.sync(sync_req(&a, 1, &[]), 1));
         assert!(g.validate_commit(&a, None, 1, 2).is_ok());
         assert!(matches!(
             g.validate_commit(&a, None, 7, 2),
@@ -1073,7 +1077,7 @@ mod tests {
         req.instance_id = Some("inst-1".into());
         let mut r1 = later(g.join(req.clone(), &c, 0));
         let j1 = ready(&mut r1);
-        let _ = later(g.sync(sync_req(&j1.member_id, 1, &[(&j1.member_id, "mine")]), 1));
+        accepted(g.sync(sync_req(&j1.member_id, 1, &[(&j1.member_id, "mine")]), 1));
         let mut other = join_req("", &["range"]);
         other.instance_id = Some("inst-2".into());
         let mut r2 = later(g.join(other, &c, 2));
@@ -1094,8 +1098,8 @@ mod tests {
         } else {
             (&j2.member_id, &j1.member_id)
         };
-        let _ = later(g.sync(sync_req(other_id, 2, &[]), 4));
-        let _ = later(g.sync(sync_req(lid, 2, &assign), 4));
+        accepted(g.sync(sync_req(other_id, 2, &[]), 4));
+        accepted(g.sync(sync_req(lid, 2, &assign), 4));
         assert_eq!(g.state, GroupState::Stable);
 
         // inst-2 restarts (no LeaveGroup, new process, unknown member id).
