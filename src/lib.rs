@@ -16,9 +16,11 @@
 //! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping |
 //! | `broker` | one handler file per API family |
 //! | `net` | listener, connection loop, framing |
+//! | `client` | the CLI's own wire client: `runnel consume`, `runnel groups` (never used by the broker) |
 #![deny(unsafe_code)]
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod group;
 pub mod log;

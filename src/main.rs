@@ -7,6 +7,8 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
 use runnel::broker::Broker;
+use runnel::client::admin;
+use runnel::client::consumer::{ConsumeOptions, Consumer};
 use runnel::config::Config;
 
 #[derive(Parser)]
@@ -24,6 +26,68 @@ struct Cli {
 enum Command {
     /// Serve Kafka clients (default: 127.0.0.1:9092, data in ./runnel-data).
     Serve(ServeArgs),
+    /// Print a topic's records (by assignment, or as a member of a consumer group).
+    Consume(ConsumeArgs),
+    /// Consumer groups: list, describe (members, offsets, lag), delete.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+}
+
+#[derive(Parser)]
+struct Bootstrap {
+    /// A broker to connect to, host:port.
+    #[arg(
+        long = "bootstrap-server",
+        short = 'b',
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap: String,
+}
+
+#[derive(Parser)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    server: Bootstrap,
+    topic: String,
+    /// Join this consumer group: partitions are shared with its other members and offsets are
+    /// committed.
+    #[arg(long, short = 'g')]
+    group: Option<String>,
+    /// Without a committed offset, start at the earliest record (default: only new records).
+    #[arg(long)]
+    from_beginning: bool,
+    /// Exit after this many records.
+    #[arg(long)]
+    max_messages: Option<u64>,
+    /// Exit after this many milliseconds without a record.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Print keys as well: key<TAB>value.
+    #[arg(long)]
+    print_key: bool,
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    /// Every group with its state.
+    List {
+        #[command(flatten)]
+        server: Bootstrap,
+    },
+    /// A group's state and, per partition, committed offset, end offset, lag and consumer.
+    Describe {
+        #[command(flatten)]
+        server: Bootstrap,
+        group: String,
+    },
+    /// Delete a group without members, and its committed offsets.
+    Delete {
+        #[command(flatten)]
+        server: Bootstrap,
+        group: String,
+    },
 }
 
 #[derive(Parser)]
@@ -46,16 +110,158 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The broker logs what it does; the client commands speak only when something is wrong.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUNNEL_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Consume(args) => client_runtime()?.block_on(consume(args)),
+        Command::Groups { command } => client_runtime()?.block_on(groups(command)),
     }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let opts = ConsumeOptions {
+        bootstrap: args.server.bootstrap,
+        topic: args.topic,
+        group: args.group,
+        from_beginning: args.from_beginning,
+        max_records: args.max_messages,
+        idle_timeout: args.timeout_ms.map(std::time::Duration::from_millis),
+    };
+    let mut consumer = Consumer::start(opts).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = None;
+    let run = consumer.run(|_, r| {
+        let value = r.value.as_deref().map(String::from_utf8_lossy);
+        let line = if args.print_key {
+            let key = r.key.as_deref().map(String::from_utf8_lossy);
+            format!("{}\t{}", key.unwrap_or_default(), value.unwrap_or_default())
+        } else {
+            value.unwrap_or_default().into_owned()
+        };
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            failed.get_or_insert(e);
+        }
+    });
+    let n = tokio::select! {
+        r = run => r?,
+        _ = tokio::signal::ctrl_c() => 0,
+    };
+    drop(out);
+    consumer.close().await?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    eprintln!("Processed a total of {n} messages");
+    Ok(())
+}
+
+async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
+    match command {
+        GroupsCommand::List { server } => {
+            let groups = admin::list_groups(&server.bootstrap).await?;
+            let width = groups.iter().map(|g| g.id.len()).max().unwrap_or(5).max(5);
+            println!("{:width$}  {:20}  PROTOCOL-TYPE", "GROUP", "STATE");
+            for g in groups {
+                println!("{:width$}  {:20}  {}", g.id, g.state, g.protocol_type);
+            }
+        }
+        GroupsCommand::Describe { server, group } => {
+            let d = admin::describe_group(&server.bootstrap, &group).await?;
+            println!(
+                "Group {} is {} ({} member{}, protocol {}{})",
+                d.id,
+                d.state,
+                d.members,
+                if d.members == 1 { "" } else { "s" },
+                if d.protocol_type.is_empty() {
+                    "-"
+                } else {
+                    &d.protocol_type
+                },
+                if d.protocol.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", d.protocol)
+                },
+            );
+            let dash = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let rows: Vec<[String; 8]> = d
+                .partitions
+                .iter()
+                .map(|p| {
+                    let (member, client, host) = p
+                        .owner
+                        .clone()
+                        .unwrap_or_else(|| ("-".to_string(), "-".to_string(), "-".to_string()));
+                    [
+                        p.topic.clone(),
+                        p.partition.to_string(),
+                        dash(p.committed),
+                        dash(p.end),
+                        dash(p.lag()),
+                        member,
+                        host,
+                        client,
+                    ]
+                })
+                .collect();
+            let header = [
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST",
+                "CLIENT-ID",
+            ];
+            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.len());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            };
+            println!("{}", line(header.to_vec()));
+            for r in &rows {
+                println!("{}", line(r.iter().map(String::as_str).collect()));
+            }
+        }
+        GroupsCommand::Delete { server, group } => {
+            admin::delete_group(&server.bootstrap, &group).await?;
+            println!("Deleted group {group}");
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

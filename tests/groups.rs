@@ -350,3 +350,72 @@ async fn a_static_member_rejoins_without_a_rebalance() {
     );
     assert_eq!(rec_b.events().len(), 1, "b: {:?}", rec_b.events());
 }
+
+fn runnel(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(args)
+        .output()
+        .expect("run runnel");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).to_string();
+    let (stdout, stderr) = (text(out.stdout), text(out.stderr));
+    assert!(out.status.success(), "runnel {args:?} failed: {stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_consumes_as_a_group_member_and_describes_the_group() {
+    let broker = BrokerProcess::start(FAST_GROUPS);
+    create_topic(&broker.addr, "cli-topic", 3).await;
+    produce(&broker.addr, "cli-topic", 3, 0, 30).await;
+    let b = broker.addr.as_str();
+    let consume = ["consume", "-b", b, "cli-topic", "--group", "cli-group"];
+    let (first, _) =
+        runnel(&[&consume[..], &["--from-beginning", "--max-messages", "12"]].concat());
+    let (rest, _) = runnel(&[&consume[..], &["--timeout-ms", "1500"]].concat());
+    let mut all: Vec<String> = first
+        .lines()
+        .chain(rest.lines())
+        .map(String::from)
+        .collect();
+    assert_eq!(first.lines().count(), 12);
+    all.sort();
+    assert_eq!(
+        all,
+        expected(0, 30),
+        "the second run resumes at the first one's commit"
+    );
+
+    let (list, _) = runnel(&["groups", "list", "-b", b]);
+    assert!(
+        list.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["cli-group", "Empty", "consumer"]),
+        "{list}"
+    );
+    let (describe, _) = runnel(&["groups", "describe", "-b", b, "cli-group"]);
+    let rows: Vec<Vec<&str>> = describe
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{describe}");
+    for (p, row) in rows.iter().enumerate() {
+        // TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG
+        assert_eq!(
+            row[..5],
+            ["cli-topic", &p.to_string(), "10", "10", "0"],
+            "{describe}"
+        );
+    }
+
+    // A librdkafka member joins; describe shows it owning every partition.
+    let (c, _) = group_consumer(b, "cli-group", &[]);
+    c.subscribe(&["cli-topic"]).expect("subscribe");
+    let mut seen = Vec::new();
+    assert!(poll_until(&[&c], &mut seen, |cs, _| assigned(cs[0]).len() == 3));
+    let (describe, _) = runnel(&["groups", "describe", "-b", b, "cli-group"]);
+    assert!(
+        describe.starts_with("Group cli-group is Stable (1 member"),
+        "{describe}"
+    );
+    assert_eq!(describe.matches("/127.0.0.1").count(), 3, "{describe}");
+    assert!(seen.is_empty(), "nothing left to read: {seen:?}");
+}

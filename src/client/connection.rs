@@ -1,0 +1,113 @@
+//! One client connection: frames typed requests, matches responses by correlation id, and
+//! uses for each API the highest version both sides speak.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CLIENT_ID: &str = "runnel-cli";
+/// Responses larger than this are refused rather than allocated.
+const MAX_RESPONSE: usize = 256 * 1024 * 1024;
+
+pub struct Connection {
+    stream: TcpStream,
+    correlation: i32,
+    /// API key → highest version the broker serves.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Connection {
+    pub async fn connect(addr: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut c = Self {
+            stream,
+            correlation: 0,
+            versions: HashMap::new(),
+        };
+        let resp = c
+            .send_version(
+                ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
+                    .with_client_software_version(StrBytes::from_static_str(env!(
+                        "CARGO_PKG_VERSION"
+                    ))),
+                3,
+            )
+            .await?;
+        if resp.error_code != 0 {
+            bail!("ApiVersions failed with error {}", resp.error_code);
+        }
+        c.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(c)
+    }
+
+    /// The version to use for `R`: the highest both this client and the broker know.
+    pub fn version<R: Request>(&self) -> anyhow::Result<i16> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown API key {}", R::KEY))?;
+        let (lo, hi) = self
+            .versions
+            .get(&R::KEY)
+            .copied()
+            .ok_or_else(|| anyhow!("the broker does not serve {key:?}"))?;
+        let ours = R::VERSIONS;
+        let v = hi.min(ours.max);
+        if v < lo.max(ours.min) {
+            bail!("no common version of {key:?}");
+        }
+        Ok(v)
+    }
+
+    pub async fn send<R: Request>(&mut self, req: R) -> anyhow::Result<R::Response> {
+        let v = self.version::<R>()?;
+        self.send_version(req, v).await
+    }
+
+    pub async fn send_version<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> anyhow::Result<R::Response> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header.encode(&mut buf, R::header_version(version))?;
+        req.encode(&mut buf, version)?;
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).await?;
+
+        let size = self.stream.read_i32().await.context("reading a response")?;
+        if size < 0 || size as usize > MAX_RESPONSE {
+            bail!("response of {size} bytes refused");
+        }
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body).await?;
+        let mut body = Bytes::from(body);
+        let rh = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+        if rh.correlation_id != self.correlation {
+            bail!("response out of order");
+        }
+        let resp = R::Response::decode(&mut body, version)?;
+        if body.has_remaining() {
+            tracing::debug!(left = body.remaining(), "response had trailing bytes");
+        }
+        Ok(resp)
+    }
+}

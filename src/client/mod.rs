@@ -1,0 +1,12 @@
+//! A small Kafka client for the `runnel` command line: one connection per broker, version
+//! negotiation through ApiVersions, typed requests from kafka-protocol, and the group consumer
+//! behind `runnel consume --group`.
+//!
+//! Owns nothing of the broker: it speaks the wire protocol like any other client, so the CLI
+//! works against Kafka too. Never used by the broker itself.
+
+pub mod admin;
+pub mod connection;
+pub mod consumer;
+
+pub use connection::Connection;
