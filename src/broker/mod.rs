@@ -188,11 +188,9 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Periodic work: flush.ms, retention, checkpoints, the offsets topic's compaction.
+    /// Periodic work: flush.ms, retention, checkpoints.
     pub fn maintain(&self, run_retention: bool) {
-        let now = LogManager::now_ms();
-        self.groups.compact(now);
-        self.logs.maintain(now, run_retention);
+        self.logs.maintain(LogManager::now_ms(), run_retention);
     }
 
     /// Orderly shutdown: waiting group members released, everything flushed, clean-shutdown

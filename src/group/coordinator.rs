@@ -673,3 +673,151 @@ fn restored_member(sm: StoredMember, protocol_type: &str, protocol: Option<&str>
         joined_seq: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{LogConfig, LogManager};
+
+    const PARTITIONS: i32 = 3;
+
+    fn offsets_logs(
+        dir: &std::path::Path,
+        segment_bytes: u64,
+    ) -> (LogManager, Vec<Arc<PartitionLog>>) {
+        let config = LogConfig {
+            segment_bytes,
+            cleanup_policy: "compact".into(),
+            ..LogConfig::default()
+        };
+        let c = config.clone();
+        let (logs, _) = LogManager::open(dir, 64, move |_| c.clone()).expect("open");
+        let parts = (0..PARTITIONS)
+            .map(|p| {
+                logs.get_or_create(store::OFFSETS_TOPIC, p, config.clone())
+                    .expect("log")
+            })
+            .collect();
+        (logs, parts)
+    }
+
+    fn coordinator(
+        dir: &std::path::Path,
+        segment_bytes: u64,
+        now: i64,
+    ) -> (LogManager, GroupCoordinator) {
+        let (logs, parts) = offsets_logs(dir, segment_bytes);
+        let c = GroupCoordinator::new(GroupConfig {
+            offsets_retention_ms: 1_000,
+            ..GroupConfig::default()
+        });
+        c.load(parts, now).expect("load");
+        (logs, c)
+    }
+
+    fn offset(o: i64, ts: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: o,
+            leader_epoch: 0,
+            metadata: format!("m{o}"),
+            commit_timestamp: ts,
+        }
+    }
+
+    fn committed(c: &GroupCoordinator, g: &str) -> Vec<(String, i32, i64, String)> {
+        c.committed(g, None)
+            .expect("committed")
+            .into_iter()
+            .filter_map(|(t, p, v)| v.map(|v| (t, p, v.offset, v.metadata)))
+            .collect()
+    }
+
+    #[test]
+    fn commits_survive_a_reload_and_deleted_groups_stay_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (_logs, c) = coordinator(dir.path(), 1 << 20, 0);
+            c.commit("g1", "", None, -1, vec![("t".into(), 0, offset(5, 0))])
+                .expect("commit");
+            c.commit("g1", "", None, -1, vec![("t".into(), 0, offset(9, 0))])
+                .expect("commit");
+            c.commit("g2", "", None, -1, vec![("t".into(), 1, offset(3, 0))])
+                .expect("commit");
+            c.commit("gone", "", None, -1, vec![("t".into(), 1, offset(1, 0))])
+                .expect("commit");
+            c.delete("gone").expect("delete");
+            assert!(matches!(c.delete("gone"), Err(GroupError::GroupIdNotFound)));
+            assert!(matches!(
+                c.commit("g1", "someone", None, 4, vec![]),
+                Err(GroupError::UnknownMemberId)
+            ));
+        }
+        let (_logs, c) = coordinator(dir.path(), 1 << 20, 0);
+        assert_eq!(committed(&c, "g1"), vec![("t".into(), 0, 9, "m9".into())]);
+        assert_eq!(committed(&c, "g2"), vec![("t".into(), 1, 3, "m3".into())]);
+        assert!(committed(&c, "gone").is_empty());
+        let ids: Vec<String> = c.list().into_iter().map(|g| g.id).collect();
+        assert_eq!(ids, ["g1", "g2"]);
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_after_the_retention() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (_logs, c) = coordinator(dir.path(), 1 << 20, 0);
+            c.commit("old", "", None, -1, vec![("t".into(), 0, offset(5, 0))])
+                .expect("commit");
+            c.commit("new", "", None, -1, vec![("t".into(), 0, offset(6, 900))])
+                .expect("commit");
+            c.expire_offsets(999);
+            assert_eq!(committed(&c, "old").len(), 1, "not yet");
+            c.expire_offsets(1_000);
+            assert!(committed(&c, "old").is_empty());
+            assert_eq!(committed(&c, "new").len(), 1);
+            assert!(
+                c.describe("old").is_none(),
+                "a group left with nothing is gone"
+            );
+        }
+        let (_logs, c) = coordinator(dir.path(), 1 << 20, 1_000);
+        assert!(committed(&c, "old").is_empty(), "expiry is durable");
+        assert_eq!(committed(&c, "new").len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_the_latest_state_and_bounds_the_log() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (_logs, c) = coordinator(dir.path(), 4096, 0);
+            for round in 0..400i64 {
+                for g in ["a", "b", "c", "d"] {
+                    let v = vec![("t".into(), (round % 2) as i32, offset(round, 0))];
+                    c.commit(g, "", None, -1, v).expect("commit");
+                }
+                c.compact(0);
+            }
+            c.delete("d").expect("delete");
+            c.compact(0);
+            for log in c.logs.get().expect("loaded") {
+                assert!(
+                    log.segment_count() <= 2,
+                    "segments: {}",
+                    log.segment_count()
+                );
+                assert!(log.size() < 3 * 4096, "size: {}", log.size());
+            }
+        }
+        let (_logs, c) = coordinator(dir.path(), 4096, 0);
+        for g in ["a", "b", "c"] {
+            assert_eq!(
+                committed(&c, g),
+                vec![
+                    ("t".into(), 0, 398, "m398".into()),
+                    ("t".into(), 1, 399, "m399".into())
+                ],
+                "{g}"
+            );
+        }
+        assert!(committed(&c, "d").is_empty());
+    }
+}

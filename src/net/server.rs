@@ -1,6 +1,6 @@
 //! The listener: accepts connections up to `max.connections`, runs the periodic maintenance
-//! (flush.ms, retention, checkpoints), and on shutdown stops accepting, lets connections end,
-//! and closes the log cleanly.
+//! (flush.ms, retention, checkpoints, the offsets topic's compaction) and the group timers,
+//! and on shutdown stops accepting, lets connections end, and closes the log cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,6 +76,10 @@ async fn maintain(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
             _ = stop.changed() => return,
         }
+        let b = broker.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || b.groups.compact(crate::log::LogManager::now_ms()))
+                .await;
         let now = tokio::time::Instant::now();
         let retention = now - last_retention >= retention_every;
         if retention {
