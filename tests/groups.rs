@@ -419,3 +419,22 @@ async fn the_cli_consumes_as_a_group_member_and_describes_the_group() {
     assert_eq!(describe.matches("/127.0.0.1").count(), 3, "{describe}");
     assert!(seen.is_empty(), "nothing left to read: {seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_releases_members_waiting_to_join() {
+    let mut broker = BrokerProcess::start(&["--set", "group.initial.rebalance.delay.ms=60000"]);
+    create_topic(&broker.addr, "waiting", 1).await;
+    let (c, _) = group_consumer(&broker.addr, "waiters", &[]);
+    c.subscribe(&["waiting"]).expect("subscribe");
+    let mut seen = Vec::new();
+    drain(&[&c], &mut seen, Duration::from_secs(1));
+    assert!(assigned(&c).is_empty(), "still in the initial delay");
+    let t0 = Instant::now();
+    broker.terminate();
+    // Under the 5 s drain limit: the waiting JoinGroup was answered, not waited out.
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t0.elapsed()
+    );
+}

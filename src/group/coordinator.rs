@@ -49,6 +49,8 @@ pub struct MemberDescription {
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: DashMap<String, Arc<Mutex<Group>>>,
+    /// Groups with members or pending member ids: the only ones the timers need to visit.
+    active: DashMap<String, Arc<Mutex<Group>>>,
     /// The partitions of `__consumer_offsets`, once the topic exists and has been replayed.
     logs: OnceLock<Vec<Arc<PartitionLog>>>,
     last_expiry_ms: AtomicI64,
@@ -63,6 +65,7 @@ impl GroupCoordinator {
         Self {
             config,
             groups: DashMap::new(),
+            active: DashMap::new(),
             logs: OnceLock::new(),
             last_expiry_ms: AtomicI64::new(crate::log::LogManager::now_ms()),
         }
@@ -132,7 +135,12 @@ impl GroupCoordinator {
                 g.state_since_ms = m.state_timestamp.max(0).min(now);
             }
             g.offsets = offsets.remove(id).unwrap_or_default();
-            self.groups.insert(id.clone(), Arc::new(Mutex::new(g)));
+            let has_members = !g.is_empty();
+            let g = Arc::new(Mutex::new(g));
+            if has_members {
+                self.active.insert(id.clone(), g.clone());
+            }
+            self.groups.insert(id.clone(), g);
         }
         tracing::info!(groups = ids.len(), records, "group coordinator loaded");
         let _ = self.logs.set(logs);
@@ -197,6 +205,8 @@ impl GroupCoordinator {
         let group = self.get_or_create(group_id, now);
         let answer = {
             let mut g = lock(&group);
+            // Under the group's lock, as the timers' removal is.
+            self.active.insert(group_id.to_string(), group.clone());
             let r = g.join(req, &self.config, now);
             self.persist(&mut g, now);
             r?
@@ -495,12 +505,21 @@ impl GroupCoordinator {
         self.groups.iter().map(|e| e.value().clone()).collect()
     }
 
-    /// Timers of every group; offset expiry and compaction at their intervals.
+    /// Timers of the groups with members; offset expiry at its interval.
     pub fn tick(&self, now: i64) {
-        for group in self.all() {
+        let active: Vec<(String, Arc<Mutex<Group>>)> = self
+            .active
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        for (id, group) in active {
             let mut g = lock(&group);
             g.tick(&self.config, now);
             self.persist(&mut g, now);
+            if g.is_empty() && g.pending_is_empty() {
+                // Under the group's lock: a join re-inserts it under the same lock.
+                self.active.remove(&id);
+            }
         }
         let last = self.last_expiry_ms.load(Ordering::Acquire);
         if now - last >= self.config.offsets_retention_check_interval_ms {
