@@ -408,3 +408,194 @@ mod tests {
         );
     }
 }
+
+/// One broker setting as DescribeConfigs reports it.
+#[derive(Debug, Clone)]
+pub struct BrokerSetting {
+    pub name: &'static str,
+    pub value: String,
+    /// Set in server.properties, the environment or a flag (STATIC_BROKER_CONFIG), rather
+    /// than left at its default.
+    pub explicit: bool,
+    pub kind: crate::log::config::ConfigKind,
+    pub doc: &'static str,
+}
+
+impl Config {
+    /// Every broker setting Runnel honours, with its current value.
+    pub fn settings(&self) -> Vec<BrokerSetting> {
+        use crate::log::config::ConfigKind::{Boolean, Int, Long, String as Str};
+        let g = &self.group;
+        let mut out: Vec<(
+            &'static str,
+            String,
+            crate::log::config::ConfigKind,
+            &'static str,
+        )> = vec![
+            (
+                "listeners",
+                format!("PLAINTEXT://{}", self.listen),
+                Str,
+                "The address the broker listens on.",
+            ),
+            (
+                "advertised.listeners",
+                format!(
+                    "PLAINTEXT://{}:{}",
+                    self.advertised_host, self.advertised_port
+                ),
+                Str,
+                "The address clients are told to connect to.",
+            ),
+            (
+                "node.id",
+                self.node_id.to_string(),
+                Int,
+                "This broker's id.",
+            ),
+            (
+                "log.dirs",
+                self.log_dir.display().to_string(),
+                Str,
+                "The directory holding the log (the first one is used).",
+            ),
+            (
+                "num.partitions",
+                self.num_partitions.to_string(),
+                Int,
+                "Partitions of auto-created topics and of CreateTopics with -1.",
+            ),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+                Int,
+                "Replication factor of auto-created topics.",
+            ),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+                Boolean,
+                "Create a topic when a client asks for its metadata.",
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+                Int,
+                "The largest request accepted; larger frames close the connection.",
+            ),
+            (
+                "max.connections",
+                self.max_connections.to_string(),
+                Int,
+                "The most client connections served at once.",
+            ),
+            (
+                "connections.max.idle.ms",
+                self.connections_max_idle_ms.to_string(),
+                Long,
+                "Idle connections are closed after this long.",
+            ),
+            (
+                "log.retention.check.interval.ms",
+                self.retention_check_interval_ms.to_string(),
+                Long,
+                "How often retention runs.",
+            ),
+            (
+                "log.flush.offset.checkpoint.interval.ms",
+                self.checkpoint_interval_ms.to_string(),
+                Int,
+                "How often the recovery point checkpoint is written.",
+            ),
+            (
+                "producer.id.expiration.ms",
+                self.log.producer_id_expiration_ms.to_string(),
+                Int,
+                "Idempotence state of a producer idle this long is dropped.",
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                g.initial_rebalance_delay_ms.to_string(),
+                Int,
+                "The first join into an empty group waits this long for more members.",
+            ),
+            (
+                "group.min.session.timeout.ms",
+                g.min_session_timeout_ms.to_string(),
+                Int,
+                "The shortest session timeout a member may ask for.",
+            ),
+            (
+                "group.max.session.timeout.ms",
+                g.max_session_timeout_ms.to_string(),
+                Int,
+                "The longest session timeout a member may ask for.",
+            ),
+            (
+                "group.max.size",
+                g.max_size.to_string(),
+                Int,
+                "The most members a group may have.",
+            ),
+            (
+                "offsets.retention.minutes",
+                (g.offsets_retention_ms / 60_000).to_string(),
+                Int,
+                "Committed offsets of a group empty this long are deleted.",
+            ),
+            (
+                "offsets.retention.check.interval.ms",
+                g.offsets_retention_check_interval_ms.to_string(),
+                Long,
+                "How often offsets are checked for expiry.",
+            ),
+            (
+                "offset.metadata.max.bytes",
+                g.offset_metadata_max_bytes.to_string(),
+                Int,
+                "The longest metadata string of a committed offset.",
+            ),
+            (
+                "offsets.topic.num.partitions",
+                g.offsets_topic_partitions.to_string(),
+                Int,
+                "Partitions of __consumer_offsets.",
+            ),
+            (
+                "offsets.topic.segment.bytes",
+                g.offsets_topic_segment_bytes.to_string(),
+                Int,
+                "Segment size of __consumer_offsets.",
+            ),
+        ];
+        for k in crate::log::config::TOPIC_CONFIGS {
+            if let Some(v) = self.log.get(k.name) {
+                out.push((k.broker_keys[0], v, k.kind, k.doc));
+            }
+        }
+        out.sort_by_key(|(n, ..)| *n);
+        out.into_iter()
+            .map(|(name, value, kind, doc)| BrokerSetting {
+                name,
+                explicit: self.is_explicit(name),
+                value,
+                kind,
+                doc,
+            })
+            .collect()
+    }
+
+    /// Whether `key` (or one of the spellings that set the same value) was given explicitly.
+    pub fn is_explicit(&self, key: &str) -> bool {
+        let synonyms: &[&str] = match key {
+            "node.id" | "broker.id" => &["node.id", "broker.id"],
+            "log.dirs" | "log.dir" => &["log.dirs", "log.dir"],
+            "advertised.listeners" => &["advertised.listeners", "listeners"],
+            _ => crate::log::config::TOPIC_CONFIGS
+                .iter()
+                .find(|k| k.broker_keys.contains(&key))
+                .map_or(&[][..], |k| k.broker_keys),
+        };
+        self.explicit.contains_key(key) || synonyms.iter().any(|s| self.explicit.contains_key(*s))
+    }
+}

@@ -3,7 +3,9 @@
 //! Handlers turn typed requests into typed responses. They never touch files (the log and the
 //! registry do) and never see bytes on the wire (the protocol layer does).
 
+pub mod admin;
 pub mod api_versions;
+pub mod configs;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;

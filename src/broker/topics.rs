@@ -14,14 +14,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::{topic_name, Broker};
-use crate::log::config::TOPIC_KEYS;
+use crate::log::config::topic_keys;
 use crate::metadata::Topic;
 use crate::protocol::errors;
-
-/// DescribeConfigs' ConfigSource values.
-pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-pub const SOURCE_DEFAULT: i8 = 5;
 
 type Failure = (ResponseError, String);
 
@@ -104,10 +101,9 @@ impl Broker {
 
     /// Every topic-level config with its value and source, as CreateTopics v5+ reports.
     pub(crate) fn topic_configs(t: &Topic) -> Vec<CreatableTopicConfigs> {
-        TOPIC_KEYS
-            .iter()
+        topic_keys()
             .filter_map(|k| {
-                let source = if t.overrides.contains_key(*k) {
+                let source = if t.overrides.contains_key(k) {
                     SOURCE_DYNAMIC_TOPIC
                 } else {
                     SOURCE_DEFAULT

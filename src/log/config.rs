@@ -58,21 +58,108 @@ impl Default for LogConfig {
     }
 }
 
-/// The topic-level keys this engine understands.
-pub const TOPIC_KEYS: &[&str] = &[
-    "segment.bytes",
-    "segment.ms",
-    "segment.index.bytes",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "retention.ms",
-    "retention.bytes",
-    "flush.messages",
-    "flush.ms",
-    "message.timestamp.type",
-    "min.insync.replicas",
-    "cleanup.policy",
+/// DescribeConfigs' ConfigType values (KIP-569).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+/// A topic-level config this engine honours: its broker-level synonyms (most specific first,
+/// as DescribeConfigs lists them), its type, and what it does.
+pub struct TopicKey {
+    pub name: &'static str,
+    pub broker_keys: &'static [&'static str],
+    pub kind: ConfigKind,
+    pub doc: &'static str,
+}
+
+pub const TOPIC_CONFIGS: &[TopicKey] = &[
+    TopicKey {
+        name: "cleanup.policy",
+        broker_keys: &["log.cleanup.policy"],
+        kind: ConfigKind::List,
+        doc: "delete: old segments are removed by retention.ms/retention.bytes; compact alone turns time and size retention off.",
+    },
+    TopicKey {
+        name: "flush.messages",
+        broker_keys: &["log.flush.interval.messages"],
+        kind: ConfigKind::Long,
+        doc: "Force an fsync of the log after this many messages.",
+    },
+    TopicKey {
+        name: "flush.ms",
+        broker_keys: &["log.flush.interval.ms"],
+        kind: ConfigKind::Long,
+        doc: "Force an fsync of the log when its oldest unflushed message is this old.",
+    },
+    TopicKey {
+        name: "index.interval.bytes",
+        broker_keys: &["log.index.interval.bytes"],
+        kind: ConfigKind::Int,
+        doc: "How many bytes of records between two entries of the offset index.",
+    },
+    TopicKey {
+        name: "max.message.bytes",
+        broker_keys: &["message.max.bytes"],
+        kind: ConfigKind::Int,
+        doc: "The largest record batch size allowed.",
+    },
+    TopicKey {
+        name: "message.timestamp.type",
+        broker_keys: &["log.message.timestamp.type"],
+        kind: ConfigKind::String,
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time.",
+    },
+    TopicKey {
+        name: "min.insync.replicas",
+        broker_keys: &["min.insync.replicas"],
+        kind: ConfigKind::Int,
+        doc: "With acks=all, the minimum number of in-sync replicas for a write to succeed.",
+    },
+    TopicKey {
+        name: "retention.bytes",
+        broker_keys: &["log.retention.bytes"],
+        kind: ConfigKind::Long,
+        doc: "The largest size a partition may grow to before old segments are deleted (-1: no limit).",
+    },
+    TopicKey {
+        name: "retention.ms",
+        broker_keys: &["log.retention.ms", "log.retention.minutes", "log.retention.hours"],
+        kind: ConfigKind::Long,
+        doc: "How long a segment is kept after its newest record (-1: forever).",
+    },
+    TopicKey {
+        name: "segment.bytes",
+        broker_keys: &["log.segment.bytes"],
+        kind: ConfigKind::Int,
+        doc: "The size at which a new segment file is started.",
+    },
+    TopicKey {
+        name: "segment.index.bytes",
+        broker_keys: &["log.index.size.max.bytes"],
+        kind: ConfigKind::Int,
+        doc: "The size of a segment's offset and time index files.",
+    },
+    TopicKey {
+        name: "segment.ms",
+        broker_keys: &["log.roll.ms", "log.roll.hours"],
+        kind: ConfigKind::Long,
+        doc: "A new segment is started when the active one's first record is this old.",
+    },
 ];
+
+/// The names of the topic-level keys this engine understands.
+pub fn topic_keys() -> impl Iterator<Item = &'static str> {
+    TOPIC_CONFIGS.iter().map(|k| k.name)
+}
+
+pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
+    TOPIC_CONFIGS.iter().find(|k| k.name == name)
+}
 
 fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
     v.trim()
@@ -183,7 +270,7 @@ mod tests {
         );
         let c = base.with_overrides(&o).expect("valid");
         assert_eq!((c.retention_ms, c.log_append_time), (1000, true));
-        for key in TOPIC_KEYS {
+        for key in topic_keys() {
             let v = c.get(key).expect("every key reads back");
             let mut again = LogConfig::default();
             again.set(key, &v).expect("what get prints, set accepts");

@@ -40,6 +40,8 @@ pub enum TopicError {
     InvalidConfig(String),
     #[error("Number of partitions must be larger than 0.")]
     InvalidPartitions,
+    #[error("{0}")]
+    InvalidPartitionCount(String),
     #[error("Topic '{0}' does not exist.")]
     Unknown(String),
     #[error(transparent)]
@@ -68,6 +70,19 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
         return Err(TopicError::InvalidName(format!("Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'")));
     }
     Ok(())
+}
+
+/// Keys and values must fit the registry's line format.
+fn check_override_text(overrides: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    match overrides
+        .iter()
+        .find(|(k, v)| k.contains(['\t', '\n', '=']) || v.contains(['\t', '\n']))
+    {
+        Some((k, v)) => Err(TopicError::InvalidConfig(format!(
+            "Invalid config {k}={v:?}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub struct TopicRegistry {
@@ -177,14 +192,7 @@ impl TopicRegistry {
         if self.read().contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        if let Some((k, v)) = overrides
-            .iter()
-            .find(|(k, v)| k.contains(['\t', '\n', '=']) || v.contains(['\t', '\n']))
-        {
-            return Err(TopicError::InvalidConfig(format!(
-                "Invalid config {k}={v:?}"
-            )));
-        }
+        check_override_text(&overrides)?;
         let config = self
             .defaults
             .with_overrides(&overrides)
@@ -208,6 +216,74 @@ impl TopicRegistry {
         let topic = Arc::new(topic);
         let mut next = guard.clone();
         next.insert(topic.name.clone(), topic.clone());
+        self.persist(&next)?;
+        *guard = next;
+        Ok(topic)
+    }
+
+    /// Replaces a topic's overrides (checked like CreateTopics' configs), durably. With
+    /// `validate_only` nothing is stored.
+    pub fn set_overrides(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        check_override_text(&overrides)?;
+        let config = self
+            .defaults
+            .with_overrides(&overrides)
+            .map_err(TopicError::InvalidConfig)?;
+        self.update(name, validate_only, |t| {
+            t.overrides = overrides;
+            t.config = config;
+            Ok(())
+        })
+    }
+
+    /// Raises a topic's partition count (CreatePartitions), durably.
+    pub fn set_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.update(name, validate_only, |t| {
+            if count < t.partitions {
+                return Err(TopicError::InvalidPartitionCount(format!(
+                    "Topic currently has {} partitions, which is higher than the requested {count}.",
+                    t.partitions
+                )));
+            }
+            if count == t.partitions {
+                return Err(TopicError::InvalidPartitionCount(format!(
+                    "Topic already has {} partitions.",
+                    t.partitions
+                )));
+            }
+            t.partitions = count;
+            Ok(())
+        })
+    }
+
+    fn update(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut Topic) -> Result<(), TopicError>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let mut guard = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let mut topic = guard
+            .get(name)
+            .map(|t| Topic::clone(t))
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        change(&mut topic)?;
+        let topic = Arc::new(topic);
+        if validate_only {
+            return Ok(topic);
+        }
+        let mut next = guard.clone();
+        next.insert(name.to_string(), topic.clone());
         self.persist(&next)?;
         *guard = next;
         Ok(topic)

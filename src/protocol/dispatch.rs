@@ -139,6 +139,36 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(broker.delete_groups(r, version))
         }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(broker.describe_configs(r, version))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(broker.alter_configs(r, version))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(broker.incremental_alter_configs(r, version))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(broker.create_partitions(r, version))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(broker.delete_records(r, version))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(broker.describe_cluster(r, version))
+        }
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(broker.describe_topic_partitions(r, version))
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(broker.describe_log_dirs(r, version))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(broker.elect_leaders(r, version))
+        }
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            broker.list_partition_reassignments(r, version),
+        ),
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     frame(

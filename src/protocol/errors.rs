@@ -26,7 +26,9 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
-        TopicError::InvalidPartitions => ResponseError::InvalidPartitions,
+        TopicError::InvalidPartitions | TopicError::InvalidPartitionCount(_) => {
+            ResponseError::InvalidPartitions
+        }
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::Storage(e) => log_error(e),
     }

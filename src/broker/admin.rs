@@ -1,0 +1,333 @@
+//! The rest of the Admin API on one broker: CreatePartitions, DeleteRecords, DescribeCluster,
+//! DescribeTopicPartitions (KIP-966), DescribeLogDirs, ElectLeaders and
+//! ListPartitionReassignments (answered as a single broker that always leads).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{topic_name, Broker, LEADER_EPOCH};
+use crate::metadata::TopicError;
+use crate::protocol::errors;
+
+/// Kafka's "authorized operations not requested" marker.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+impl Broker {
+    pub fn create_partitions(
+        &self,
+        req: CreatePartitionsRequest,
+        _version: i16,
+    ) -> CreatePartitionsResponse {
+        let results = req
+            .topics
+            .iter()
+            .map(|t| {
+                let r = self.add_partitions(t, req.validate_only);
+                let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+                match r {
+                    Ok(()) => base,
+                    Err((e, msg)) => base
+                        .with_error_code(e.code())
+                        .with_error_message(Some(s(&msg))),
+                }
+            })
+            .collect();
+        CreatePartitionsResponse::default().with_results(results)
+    }
+
+    fn add_partitions(
+        &self,
+        t: &create_partitions_request::CreatePartitionsTopic,
+        validate_only: bool,
+    ) -> Result<(), (ResponseError, String)> {
+        let current = self.topics.get(&t.name).ok_or_else(|| {
+            let e = TopicError::Unknown(t.name.to_string());
+            (errors::topic_error(&e), e.to_string())
+        })?;
+        if let Some(assignments) = &t.assignments {
+            let added = (t.count - current.partitions).max(0) as usize;
+            if assignments.len() != added {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        assignments.len()
+                    ),
+                ));
+            }
+            if assignments.iter().any(|a| {
+                a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| *b != self.node_id())
+            }) {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("Only broker {} exists.", self.config.node_id),
+                ));
+            }
+        }
+        let topic = self
+            .topics
+            .set_partitions(&t.name, t.count, validate_only)
+            .map_err(|e| (errors::topic_error(&e), e.to_string()))?;
+        if !validate_only {
+            for p in current.partitions..topic.partitions {
+                self.logs
+                    .get_or_create(&topic.name, p, topic.config.clone())
+                    .map_err(|e| (errors::log_error(&e), e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn delete_records(
+        &self,
+        req: DeleteRecordsRequest,
+        _version: i16,
+    ) -> DeleteRecordsResponse {
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let base = DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index)
+                            .with_low_watermark(-1);
+                        let Some(log) = self.partition_log(&t.name, p.partition_index) else {
+                            return base
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        };
+                        // -1: everything up to the high watermark.
+                        let offset = if p.offset == -1 {
+                            log.high_watermark()
+                        } else {
+                            p.offset
+                        };
+                        match self.logs.delete_records(&t.name, p.partition_index, offset) {
+                            Ok(low) => base.with_low_watermark(low),
+                            Err(e) => base.with_error_code(errors::log_error(&e).code()),
+                        }
+                    })
+                    .collect();
+                DeleteRecordsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        DeleteRecordsResponse::default().with_topics(topics)
+    }
+
+    pub fn describe_cluster(
+        &self,
+        req: DescribeClusterRequest,
+        version: i16,
+    ) -> DescribeClusterResponse {
+        // Endpoint type 1 is brokers; 2 (controllers, KIP-919) has no separate answer here.
+        let resp = DescribeClusterResponse::default()
+            .with_cluster_id(s(&self.config.cluster_id))
+            .with_controller_id(self.node_id())
+            .with_brokers(vec![DescribeClusterBroker::default()
+                .with_broker_id(self.node_id())
+                .with_host(s(&self.config.advertised_host))
+                .with_port(self.config.advertised_port)])
+            .with_cluster_authorized_operations(OPERATIONS_OMITTED);
+        if version >= 1 {
+            resp.with_endpoint_type(req.endpoint_type.max(1))
+        } else {
+            resp
+        }
+    }
+
+    pub fn describe_topic_partitions(
+        &self,
+        req: DescribeTopicPartitionsRequest,
+        _version: i16,
+    ) -> DescribeTopicPartitionsResponse {
+        let mut names: Vec<String> = if req.topics.is_empty() {
+            self.topics.list().iter().map(|t| t.name.clone()).collect()
+        } else {
+            req.topics.iter().map(|t| t.name.to_string()).collect()
+        };
+        names.sort();
+        names.dedup();
+        let (start_topic, start_partition) = req.cursor.as_ref().map_or((String::new(), 0), |c| {
+            (c.topic_name.to_string(), c.partition_index)
+        });
+        let mut budget = req.response_partition_limit.max(1) as usize;
+        let mut topics = Vec::new();
+        let mut next_cursor = None;
+        for name in names.into_iter().filter(|n| *n >= start_topic) {
+            let Some(t) = self.topics.get(&name) else {
+                topics.push(
+                    DescribeTopicPartitionsResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_name(Some(topic_name(&name)))
+                        .with_topic_authorized_operations(OPERATIONS_OMITTED),
+                );
+                continue;
+            };
+            if budget == 0 {
+                next_cursor = Some(Cursor::default().with_topic_name(topic_name(&name)));
+                break;
+            }
+            let first = if name == start_topic {
+                start_partition
+            } else {
+                0
+            };
+            let me = self.node_id();
+            let mut partitions = Vec::new();
+            let mut p = first;
+            while p < t.partitions {
+                if budget == 0 {
+                    next_cursor = Some(
+                        Cursor::default()
+                            .with_topic_name(topic_name(&name))
+                            .with_partition_index(p),
+                    );
+                    break;
+                }
+                partitions.push(
+                    DescribeTopicPartitionsResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(me)
+                        .with_leader_epoch(LEADER_EPOCH)
+                        .with_replica_nodes(vec![me])
+                        .with_isr_nodes(vec![me])
+                        .with_eligible_leader_replicas(Some(vec![]))
+                        .with_last_known_elr(Some(vec![])),
+                );
+                budget -= 1;
+                p += 1;
+            }
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(topic_name(&name)))
+                    .with_topic_id(t.id)
+                    .with_is_internal(t.internal)
+                    .with_partitions(partitions)
+                    .with_topic_authorized_operations(OPERATIONS_OMITTED),
+            );
+            if next_cursor.is_some() {
+                break;
+            }
+        }
+        DescribeTopicPartitionsResponse::default()
+            .with_topics(topics)
+            .with_next_cursor(next_cursor)
+    }
+
+    pub fn describe_log_dirs(
+        &self,
+        req: DescribeLogDirsRequest,
+        _version: i16,
+    ) -> DescribeLogDirsResponse {
+        let mut by_topic: std::collections::BTreeMap<String, Vec<DescribeLogDirsPartition>> =
+            Default::default();
+        let wanted = |topic: &str, p: i32| {
+            req.topics.as_ref().is_none_or(|ts| {
+                ts.iter()
+                    .any(|t| t.topic.as_str() == topic && t.partitions.contains(&p))
+            })
+        };
+        for log in self.logs.all() {
+            if !wanted(log.topic(), log.partition()) {
+                continue;
+            }
+            by_topic.entry(log.topic().to_string()).or_default().push(
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(log.partition())
+                    .with_partition_size(log.size() as i64)
+                    // The current replica: its lag behind the log end is always 0.
+                    .with_offset_lag((log.log_end_offset() - log.high_watermark()).max(0)),
+            );
+        }
+        let topics = by_topic
+            .into_iter()
+            .map(|(name, mut partitions)| {
+                partitions.sort_by_key(|p| p.partition_index);
+                DescribeLogDirsTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let dir = std::fs::canonicalize(self.logs.dir())
+            .unwrap_or_else(|_| self.logs.dir().to_path_buf());
+        let error = if self.logs.is_failed() {
+            ResponseError::KafkaStorageError.code()
+        } else {
+            0
+        };
+        DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+            .with_error_code(error)
+            .with_log_dir(s(&dir.display().to_string()))
+            .with_topics(topics)
+            // Volume sizes are not measured (Kafka's UNKNOWN_VOLUME_BYTES).
+            .with_total_bytes(-1)
+            .with_usable_bytes(-1)])
+    }
+
+    pub fn elect_leaders(&self, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+        // Every partition is led by its only (preferred) replica already.
+        let results = req
+            .topic_partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let known = self.topics.get(&t.topic).map(|x| x.partitions);
+                let partition_result = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let (e, msg) = match known {
+                            Some(n) if (0..n).contains(p) => (
+                                ResponseError::ElectionNotNeeded,
+                                "Leader election not needed for topic partition.",
+                            ),
+                            _ => (
+                                ResponseError::UnknownTopicOrPartition,
+                                "The partition does not exist.",
+                            ),
+                        };
+                        PartitionResult::default()
+                            .with_partition_id(*p)
+                            .with_error_code(e.code())
+                            .with_error_message(Some(s(msg)))
+                    })
+                    .collect();
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic)
+                    .with_partition_result(partition_result)
+            })
+            .collect();
+        let _ = version;
+        ElectLeadersResponse::default().with_replica_election_results(results)
+    }
+
+    pub fn list_partition_reassignments(
+        &self,
+        _req: ListPartitionReassignmentsRequest,
+        _version: i16,
+    ) -> ListPartitionReassignmentsResponse {
+        // One broker: nothing is ever being reassigned.
+        ListPartitionReassignmentsResponse::default()
+    }
+}
