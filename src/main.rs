@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 use runnel::broker::Broker;
 use runnel::client::admin;
 use runnel::client::consumer::{ConsumeOptions, Consumer};
@@ -33,6 +35,18 @@ enum Command {
         #[command(subcommand)]
         command: GroupsCommand,
     },
+    /// Topics: list, create, describe, alter (partitions), delete.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Topic and broker configs: describe, set, delete.
+    Configs {
+        #[command(subcommand)]
+        command: ConfigsCommand,
+    },
+    /// A topic's offsets per partition: earliest, latest, or at a time.
+    Offsets(OffsetsArgs),
 }
 
 #[derive(Parser)]
@@ -75,12 +89,16 @@ enum GroupsCommand {
     List {
         #[command(flatten)]
         server: Bootstrap,
+        #[arg(long)]
+        json: bool,
     },
     /// A group's state and, per partition, committed offset, end offset, lag and consumer.
     Describe {
         #[command(flatten)]
         server: Bootstrap,
         group: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a group without members, and its committed offsets.
     Delete {
@@ -88,6 +106,106 @@ enum GroupsCommand {
         server: Bootstrap,
         group: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Every topic with its partition count.
+    List {
+        #[command(flatten)]
+        server: Bootstrap,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a topic.
+    Create {
+        #[command(flatten)]
+        server: Bootstrap,
+        topic: String,
+        /// -1: the broker's num.partitions.
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        #[arg(long, short = 'r', default_value_t = -1)]
+        replication_factor: i16,
+        /// A topic config, key=value (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// Partitions (leader, replicas, ISR) and configs of a topic.
+    Describe {
+        #[command(flatten)]
+        server: Bootstrap,
+        topic: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Raise a topic's partition count.
+    Alter {
+        #[command(flatten)]
+        server: Bootstrap,
+        topic: String,
+        #[arg(long, short = 'p')]
+        partitions: i32,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        #[command(flatten)]
+        server: Bootstrap,
+        topic: String,
+    },
+}
+
+#[derive(Parser)]
+struct ConfigTarget {
+    /// A topic's configs.
+    #[arg(long, conflicts_with = "broker")]
+    topic: Option<String>,
+    /// A broker's settings (its node id; default: the one connected to).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    broker: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigsCommand {
+    /// Every config with its value and source.
+    Describe {
+        #[command(flatten)]
+        server: Bootstrap,
+        #[command(flatten)]
+        target: ConfigTarget,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set topic configs, key=value.
+    Set {
+        #[command(flatten)]
+        server: Bootstrap,
+        #[arg(long)]
+        topic: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Remove topic config overrides (back to the broker's value).
+    Delete {
+        #[command(flatten)]
+        server: Bootstrap,
+        #[arg(long)]
+        topic: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Parser)]
+struct OffsetsArgs {
+    #[command(flatten)]
+    server: Bootstrap,
+    topic: String,
+    /// earliest, latest, max-timestamp, or a timestamp in ms.
+    #[arg(long, default_value = "latest")]
+    time: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Parser)]
@@ -109,7 +227,17 @@ struct ServeArgs {
     set: Vec<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The broker logs what it does; the client commands speak only when something is wrong.
     let default_level = match cli.command {
@@ -127,6 +255,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Consume(args) => client_runtime()?.block_on(consume(args)),
         Command::Groups { command } => client_runtime()?.block_on(groups(command)),
+        Command::Topics { command } => client_runtime()?.block_on(topics(command)),
+        Command::Configs { command } => client_runtime()?.block_on(configs(command)),
+        Command::Offsets(a) => client_runtime()?.block_on(cli::topics::offsets(
+            &a.server.bootstrap,
+            &a.topic,
+            cli::topics::parse_time(&a.time)?,
+            a.json,
+        )),
     }
 }
 
@@ -177,91 +313,96 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
 
 async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
     match command {
-        GroupsCommand::List { server } => {
-            let groups = admin::list_groups(&server.bootstrap).await?;
-            let width = groups.iter().map(|g| g.id.len()).max().unwrap_or(5).max(5);
-            println!("{:width$}  {:20}  PROTOCOL-TYPE", "GROUP", "STATE");
-            for g in groups {
-                println!("{:width$}  {:20}  {}", g.id, g.state, g.protocol_type);
-            }
-        }
-        GroupsCommand::Describe { server, group } => {
-            let d = admin::describe_group(&server.bootstrap, &group).await?;
-            println!(
-                "Group {} is {} ({} member{}, protocol {}{})",
-                d.id,
-                d.state,
-                d.members,
-                if d.members == 1 { "" } else { "s" },
-                if d.protocol_type.is_empty() {
-                    "-"
-                } else {
-                    &d.protocol_type
-                },
-                if d.protocol.is_empty() {
-                    String::new()
-                } else {
-                    format!("/{}", d.protocol)
-                },
-            );
-            let dash = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-            let rows: Vec<[String; 8]> = d
-                .partitions
-                .iter()
-                .map(|p| {
-                    let (member, client, host) = p
-                        .owner
-                        .clone()
-                        .unwrap_or_else(|| ("-".to_string(), "-".to_string(), "-".to_string()));
-                    [
-                        p.topic.clone(),
-                        p.partition.to_string(),
-                        dash(p.committed),
-                        dash(p.end),
-                        dash(p.lag()),
-                        member,
-                        host,
-                        client,
-                    ]
-                })
-                .collect();
-            let header = [
-                "TOPIC",
-                "PARTITION",
-                "CURRENT-OFFSET",
-                "LOG-END-OFFSET",
-                "LAG",
-                "CONSUMER-ID",
-                "HOST",
-                "CLIENT-ID",
-            ];
-            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-            for r in &rows {
-                for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.len());
-                }
-            }
-            let line = |cells: Vec<&str>| {
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:w$}"))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-                    .trim_end()
-                    .to_string()
-            };
-            println!("{}", line(header.to_vec()));
-            for r in &rows {
-                println!("{}", line(r.iter().map(String::as_str).collect()));
-            }
-        }
+        GroupsCommand::List { server, json } => cli::groups::list(&server.bootstrap, json).await,
+        GroupsCommand::Describe {
+            server,
+            group,
+            json,
+        } => cli::groups::describe(&server.bootstrap, &group, json).await,
         GroupsCommand::Delete { server, group } => {
-            admin::delete_group(&server.bootstrap, &group).await?;
-            println!("Deleted group {group}");
+            cli::groups::delete(&server.bootstrap, &group).await
         }
     }
-    Ok(())
+}
+
+async fn topics(command: TopicsCommand) -> anyhow::Result<()> {
+    match command {
+        TopicsCommand::List { server, json } => cli::topics::list(&server.bootstrap, json).await,
+        TopicsCommand::Create {
+            server,
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let configs = cli::topics::parse_pairs(&configs)?;
+            admin::create_topic(
+                &server.bootstrap,
+                &topic,
+                partitions,
+                replication_factor,
+                &configs,
+            )
+            .await?;
+            println!("Created topic {topic}");
+            Ok(())
+        }
+        TopicsCommand::Describe {
+            server,
+            topic,
+            json,
+        } => cli::topics::describe(&server.bootstrap, &topic, json).await,
+        TopicsCommand::Alter {
+            server,
+            topic,
+            partitions,
+        } => {
+            admin::add_partitions(&server.bootstrap, &topic, partitions).await?;
+            println!("Topic {topic} now has {partitions} partitions");
+            Ok(())
+        }
+        TopicsCommand::Delete { server, topic } => {
+            admin::delete_topic(&server.bootstrap, &topic).await?;
+            println!("Deleted topic {topic}");
+            Ok(())
+        }
+    }
+}
+
+async fn configs(command: ConfigsCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigsCommand::Describe {
+            server,
+            target,
+            json,
+        } => {
+            let (kind, name) = match (target.topic, target.broker) {
+                (Some(t), _) => (2, t),
+                (None, Some(b)) => (4, b),
+                (None, None) => anyhow::bail!("say --topic NAME or --broker [ID]"),
+            };
+            cli::topics::describe_configs(&server.bootstrap, kind, &name, json).await
+        }
+        ConfigsCommand::Set {
+            server,
+            topic,
+            pairs,
+        } => {
+            let set = cli::topics::parse_pairs(&pairs)?;
+            admin::alter_topic_configs(&server.bootstrap, &topic, &set, &[]).await?;
+            println!("Updated {} config(s) of topic {topic}", set.len());
+            Ok(())
+        }
+        ConfigsCommand::Delete {
+            server,
+            topic,
+            keys,
+        } => {
+            admin::alter_topic_configs(&server.bootstrap, &topic, &[], &keys).await?;
+            println!("Removed {} override(s) of topic {topic}", keys.len());
+            Ok(())
+        }
+    }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

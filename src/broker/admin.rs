@@ -61,7 +61,8 @@ impl Broker {
             let e = TopicError::Unknown(t.name.to_string());
             (errors::topic_error(&e), e.to_string())
         })?;
-        if let Some(assignments) = &t.assignments {
+        // Java's Admin sends null without assignments; an empty list means the same.
+        if let Some(assignments) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
             let added = (t.count - current.partitions).max(0) as usize;
             if assignments.len() != added {
                 return Err((

@@ -221,3 +221,289 @@ pub async fn delete_group(bootstrap: &str, group: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A topic as `runnel topics describe` shows it (Metadata + DescribeConfigs).
+#[derive(Debug, Clone)]
+pub struct TopicDetails {
+    pub name: String,
+    pub id: String,
+    pub internal: bool,
+    /// (partition, leader, replicas, isr)
+    pub partitions: Vec<(i32, i32, Vec<i32>, Vec<i32>)>,
+    pub configs: Vec<ConfigValue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigValue {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: &'static str,
+    pub read_only: bool,
+}
+
+fn source_name(source: i8) -> &'static str {
+    match source {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Every topic: (name, partitions, internal).
+pub async fn list_topics(bootstrap: &str) -> anyhow::Result<Vec<(String, usize, bool)>> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let resp = conn.send(MetadataRequest::default().with_topics(None)).await?;
+    let mut out: Vec<(String, usize, bool)> = resp
+        .topics
+        .into_iter()
+        .filter_map(|t| Some((t.name?.to_string(), t.partitions.len(), t.is_internal)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+pub async fn create_topic(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(String, String)],
+) -> anyhow::Result<()> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(s(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication_factor)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    create_topics_request::CreatableTopicConfig::default()
+                        .with_name(s(k))
+                        .with_value(Some(s(v)))
+                })
+                .collect(),
+        );
+    let resp = conn
+        .send(
+            CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(30_000),
+        )
+        .await?;
+    for t in resp.topics {
+        if t.error_code != 0 {
+            bail!(
+                "{}: {}",
+                error_name(t.error_code),
+                t.error_message.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(name))])
+        .with_topics(vec![
+            delete_topics_request::DeleteTopicState::default().with_name(Some(TopicName(s(name))))
+        ])
+        .with_timeout_ms(30_000);
+    let v = conn.version::<DeleteTopicsRequest>()?;
+    let req = if v >= 6 {
+        req.with_topic_names(vec![])
+    } else {
+        req.with_topics(vec![])
+    };
+    let resp = conn.send_version(req, v).await?;
+    for r in resp.responses {
+        if r.error_code != 0 {
+            bail!(
+                "{}: {}",
+                error_name(r.error_code),
+                r.error_message.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn add_partitions(bootstrap: &str, name: &str, count: i32) -> anyhow::Result<()> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let req = CreatePartitionsRequest::default()
+        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_count(count)
+            .with_assignments(None)])
+        .with_timeout_ms(30_000);
+    for r in conn.send(req).await?.results {
+        if r.error_code != 0 {
+            bail!(
+                "{}: {}",
+                error_name(r.error_code),
+                r.error_message.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// DescribeConfigs of a topic (resource type 2) or a broker (4).
+pub async fn describe_configs(
+    bootstrap: &str,
+    resource_type: i8,
+    name: &str,
+) -> anyhow::Result<Vec<ConfigValue>> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(None),
+    ]);
+    let resp = conn.send(req).await?;
+    let r = resp
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no answer for {name}"))?;
+    if r.error_code != 0 {
+        bail!(
+            "{}: {}",
+            error_name(r.error_code),
+            r.error_message.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(r.configs
+        .into_iter()
+        .map(|c| ConfigValue {
+            name: c.name.to_string(),
+            value: c.value.map(|v| v.to_string()),
+            source: source_name(c.config_source),
+            read_only: c.read_only,
+        })
+        .collect())
+}
+
+/// IncrementalAlterConfigs on a topic: `set` (SET) and `delete` (DELETE).
+pub async fn alter_topic_configs(
+    bootstrap: &str,
+    topic: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> anyhow::Result<()> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let mut configs: Vec<incremental_alter_configs_request::AlterableConfig> = set
+        .iter()
+        .map(|(k, v)| {
+            incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s(k))
+                .with_config_operation(0)
+                .with_value(Some(s(v)))
+        })
+        .collect();
+    configs.extend(delete.iter().map(|k| {
+        incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(s(k))
+            .with_config_operation(1)
+    }));
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))
+            .with_configs(configs),
+    ]);
+    for r in conn.send(req).await?.responses {
+        if r.error_code != 0 {
+            bail!(
+                "{}: {}",
+                error_name(r.error_code),
+                r.error_message.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn describe_topic(bootstrap: &str, name: &str) -> anyhow::Result<TopicDetails> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(name))))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let t = conn
+        .send(req)
+        .await?
+        .topics
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no metadata for {name}"))?;
+    if t.error_code != 0 {
+        bail!("topic {name}: {}", error_name(t.error_code));
+    }
+    let mut partitions: Vec<(i32, i32, Vec<i32>, Vec<i32>)> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.leader_id.0,
+                p.replica_nodes.iter().map(|b| b.0).collect(),
+                p.isr_nodes.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    partitions.sort();
+    let configs = describe_configs(bootstrap, 2, name).await?;
+    Ok(TopicDetails {
+        name: name.to_string(),
+        id: t.topic_id.to_string(),
+        internal: t.is_internal,
+        partitions,
+        configs,
+    })
+}
+
+/// ListOffsets for every partition of `topic` at `timestamp` (-2 earliest, -1 latest,
+/// -3 max timestamp, or ms): (partition, offset, timestamp).
+pub async fn offsets(
+    bootstrap: &str,
+    topic: &str,
+    timestamp: i64,
+) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let details = describe_topic(bootstrap, topic).await?;
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(
+                details
+                    .partitions
+                    .iter()
+                    .map(|(p, ..)| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(*p)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
+    let mut out = Vec::new();
+    for t in conn.send(req).await?.topics {
+        for p in t.partitions {
+            if p.error_code != 0 {
+                bail!("partition {}: {}", p.partition_index, error_name(p.error_code));
+            }
+            out.push((p.partition_index, p.offset, p.timestamp));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,5 @@
+//! The client subcommands of `runnel`: what they print. The wire work is `runnel::client`'s.
+
+pub mod groups;
+pub mod table;
+pub mod topics;

@@ -1,0 +1,141 @@
+//! `runnel topics ...`, `runnel configs ...` and `runnel offsets`.
+
+use serde_json::json;
+
+use super::table;
+use runnel::client::admin::{self, ConfigValue};
+
+pub async fn list(bootstrap: &str, as_json: bool) -> anyhow::Result<()> {
+    let topics = admin::list_topics(bootstrap).await?;
+    if as_json {
+        let v: Vec<_> = topics
+            .iter()
+            .map(|(n, p, i)| json!({"topic": n, "partitions": p, "internal": i}))
+            .collect();
+        table::print_json(&json!(v));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = topics
+        .into_iter()
+        .map(|(n, p, i)| vec![n, p.to_string(), if i { "yes" } else { "" }.to_string()])
+        .collect();
+    table::print(&["TOPIC", "PARTITIONS", "INTERNAL"], &rows);
+    Ok(())
+}
+
+fn configs_json(configs: &[ConfigValue]) -> serde_json::Value {
+    json!(configs
+        .iter()
+        .map(|c| json!({"name": c.name, "value": c.value, "source": c.source, "read_only": c.read_only}))
+        .collect::<Vec<_>>())
+}
+
+fn print_configs(configs: &[ConfigValue]) {
+    let rows: Vec<Vec<String>> = configs
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.value.clone().unwrap_or_default(),
+                c.source.to_string(),
+            ]
+        })
+        .collect();
+    table::print(&["CONFIG", "VALUE", "SOURCE"], &rows);
+}
+
+pub async fn describe(bootstrap: &str, topic: &str, as_json: bool) -> anyhow::Result<()> {
+    let t = admin::describe_topic(bootstrap, topic).await?;
+    if as_json {
+        let partitions: Vec<_> = t
+            .partitions
+            .iter()
+            .map(|(p, l, r, i)| json!({"partition": p, "leader": l, "replicas": r, "isr": i}))
+            .collect();
+        table::print_json(&json!({
+            "topic": t.name, "topic_id": t.id, "internal": t.internal,
+            "partitions": partitions, "configs": configs_json(&t.configs),
+        }));
+        return Ok(());
+    }
+    println!(
+        "Topic {} (id {}{}) has {} partition{}",
+        t.name,
+        t.id,
+        if t.internal { ", internal" } else { "" },
+        t.partitions.len(),
+        if t.partitions.len() == 1 { "" } else { "s" }
+    );
+    let ids = |v: &[i32]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let rows: Vec<Vec<String>> = t
+        .partitions
+        .iter()
+        .map(|(p, l, r, i)| vec![p.to_string(), l.to_string(), ids(r), ids(i)])
+        .collect();
+    table::print(&["PARTITION", "LEADER", "REPLICAS", "ISR"], &rows);
+    println!();
+    print_configs(&t.configs);
+    Ok(())
+}
+
+pub async fn describe_configs(
+    bootstrap: &str,
+    resource_type: i8,
+    name: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let configs = admin::describe_configs(bootstrap, resource_type, name).await?;
+    if as_json {
+        table::print_json(&configs_json(&configs));
+    } else {
+        print_configs(&configs);
+    }
+    Ok(())
+}
+
+/// `earliest`, `latest`, `max-timestamp` or milliseconds since the epoch.
+pub fn parse_time(v: &str) -> anyhow::Result<i64> {
+    Ok(match v {
+        "earliest" => -2,
+        "latest" => -1,
+        "max-timestamp" => -3,
+        ms => ms
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--time takes earliest, latest, max-timestamp or ms"))?,
+    })
+}
+
+pub async fn offsets(bootstrap: &str, topic: &str, time: i64, as_json: bool) -> anyhow::Result<()> {
+    let found = admin::offsets(bootstrap, topic, time).await?;
+    if as_json {
+        let v: Vec<_> = found
+            .iter()
+            .map(|(p, o, ts)| json!({"partition": p, "offset": o, "timestamp": ts}))
+            .collect();
+        table::print_json(&json!(v));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = found
+        .into_iter()
+        .map(|(p, o, ts)| vec![p.to_string(), o.to_string(), ts.to_string()])
+        .collect();
+    table::print(&["PARTITION", "OFFSET", "TIMESTAMP"], &rows);
+    Ok(())
+}
+
+/// `key=value` arguments.
+pub fn parse_pairs(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("expected key=value, got {kv:?}"))
+        })
+        .collect()
+}
