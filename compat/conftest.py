@@ -22,6 +22,17 @@ FAST_GROUPS = [
 class Broker:
     def __init__(self, data_dir, extra=()):
         self.data_dir = data_dir
+        self.extra = list(extra)
+        self._start()
+
+    def kill9_and_restart(self):
+        """SIGKILL, then start again on the same data (on a new port)."""
+        self.proc.kill()
+        self.proc.wait(timeout=20)
+        self._start()
+
+    def _start(self):
+        data_dir, extra = self.data_dir, self.extra
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--data", data_dir, *extra],
             stdout=subprocess.PIPE,
@@ -55,3 +66,12 @@ def broker():
 @pytest.fixture
 def topic_name():
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def private_broker():
+    """A broker of the test's own, for tests that kill and restart it."""
+    with tempfile.TemporaryDirectory() as d:
+        b = Broker(os.path.join(d, "data"), FAST_GROUPS)
+        yield b
+        b.stop()

@@ -17,13 +17,15 @@ pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL: i64 = -4;
 
 /// (offset, timestamp) for a ListOffsets query; (-1, -1) when no record matches.
+/// Records below the log start offset (DeleteRecords inside a batch) are never answered.
 fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), crate::log::LogError> {
-    Ok(match timestamp {
-        LATEST => (log.high_watermark(), -1),
-        EARLIEST | EARLIEST_LOCAL => (log.log_start_offset(), -1),
-        MAX_TIMESTAMP => log.max_timestamp_offset()?.unwrap_or((-1, -1)),
-        ts => log.offset_for_timestamp(ts)?.unwrap_or((-1, -1)),
-    })
+    let found = match timestamp {
+        LATEST => return Ok((log.high_watermark(), -1)),
+        EARLIEST | EARLIEST_LOCAL => return Ok((log.log_start_offset(), -1)),
+        MAX_TIMESTAMP => log.max_timestamp_offset()?,
+        ts => log.offset_for_timestamp(ts)?,
+    };
+    Ok(found.map_or((-1, -1), |(o, ts)| (o.max(log.log_start_offset()), ts)))
 }
 
 impl Broker {

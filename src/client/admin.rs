@@ -241,6 +241,23 @@ pub struct ConfigValue {
     pub read_only: bool,
 }
 
+/// A topic id as Kafka prints it: URL-safe base64 of the 16 bytes, without padding.
+pub fn kafka_uuid(id: &uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
 fn source_name(source: i8) -> &'static str {
     match source {
         1 => "DYNAMIC_TOPIC_CONFIG",
@@ -256,7 +273,9 @@ fn source_name(source: i8) -> &'static str {
 /// Every topic: (name, partitions, internal).
 pub async fn list_topics(bootstrap: &str) -> anyhow::Result<Vec<(String, usize, bool)>> {
     let mut conn = Connection::connect(bootstrap).await?;
-    let resp = conn.send(MetadataRequest::default().with_topics(None)).await?;
+    let resp = conn
+        .send(MetadataRequest::default().with_topics(None))
+        .await?;
     let mut out: Vec<(String, usize, bool)> = resp
         .topics
         .into_iter()
@@ -337,10 +356,12 @@ pub async fn delete_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
 pub async fn add_partitions(bootstrap: &str, name: &str, count: i32) -> anyhow::Result<()> {
     let mut conn = Connection::connect(bootstrap).await?;
     let req = CreatePartitionsRequest::default()
-        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
-            .with_name(TopicName(s(name)))
-            .with_count(count)
-            .with_assignments(None)])
+        .with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(TopicName(s(name)))
+                .with_count(count)
+                .with_assignments(None),
+        ])
         .with_timeout_ms(30_000);
     for r in conn.send(req).await?.results {
         if r.error_code != 0 {
@@ -434,9 +455,9 @@ pub async fn alter_topic_configs(
 pub async fn describe_topic(bootstrap: &str, name: &str) -> anyhow::Result<TopicDetails> {
     let mut conn = Connection::connect(bootstrap).await?;
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(name))))
-        ]))
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(s(name))))]))
         .with_allow_auto_topic_creation(false);
     let t = conn
         .send(req)
@@ -464,7 +485,7 @@ pub async fn describe_topic(bootstrap: &str, name: &str) -> anyhow::Result<Topic
     let configs = describe_configs(bootstrap, 2, name).await?;
     Ok(TopicDetails {
         name: name.to_string(),
-        id: t.topic_id.to_string(),
+        id: kafka_uuid(&t.topic_id),
         internal: t.is_internal,
         partitions,
         configs,
@@ -499,11 +520,25 @@ pub async fn offsets(
     for t in conn.send(req).await?.topics {
         for p in t.partitions {
             if p.error_code != 0 {
-                bail!("partition {}: {}", p.partition_index, error_name(p.error_code));
+                bail!(
+                    "partition {}: {}",
+                    p.partition_index,
+                    error_name(p.error_code)
+                );
             }
             out.push((p.partition_index, p.offset, p.timestamp));
         }
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn topic_ids_print_as_kafka_does() {
+        // Kafka's Uuid.toString of 7e698584-d339-415e-b224-933e2c7cdf66.
+        let id = uuid::Uuid::parse_str("7e698584-d339-415e-b224-933e2c7cdf66").expect("uuid");
+        assert_eq!(super::kafka_uuid(&id), "fmmFhNM5QV6yJJM-LHzfZg");
+    }
 }
