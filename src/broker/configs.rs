@@ -14,7 +14,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::Broker;
-use crate::log::config::{topic_key, ConfigKind, TOPIC_CONFIGS};
+use crate::log::config::{
+    accepted_key, topic_key, ConfigKind, ACCEPTED_TOPIC_CONFIGS, TOPIC_CONFIGS,
+};
 use crate::log::LogConfig;
 use crate::metadata::TopicError;
 use crate::protocol::errors;
@@ -54,6 +56,23 @@ struct Entry {
 impl Broker {
     fn topic_entries(&self, topic: &crate::metadata::Topic) -> Vec<Entry> {
         let defaults = LogConfig::default();
+        let accepted = ACCEPTED_TOPIC_CONFIGS.iter().filter_map(|k| {
+            let value = topic.config.get(k.name)?;
+            let mut synonyms = Vec::new();
+            if let Some(v) = topic.overrides.get(k.name) {
+                synonyms.push((k.name.to_string(), v.clone(), SOURCE_DYNAMIC_TOPIC));
+            }
+            synonyms.push((k.name.to_string(), k.default.to_string(), SOURCE_DEFAULT));
+            Some(Entry {
+                name: k.name.to_string(),
+                value,
+                source: synonyms[0].2,
+                read_only: false,
+                kind: k.kind,
+                doc: k.doc,
+                synonyms,
+            })
+        });
         TOPIC_CONFIGS
             .iter()
             .filter_map(|k| {
@@ -81,6 +100,7 @@ impl Broker {
                     synonyms,
                 })
             })
+            .chain(accepted)
             .collect()
     }
 
@@ -201,7 +221,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), Failure> {
         for k in overrides.keys() {
-            if topic_key(k).is_none() {
+            if topic_key(k).is_none() && accepted_key(k).is_none() {
                 return Err((
                     ResponseError::InvalidConfig,
                     format!("Unknown topic config name: {k}"),
@@ -287,12 +307,15 @@ impl Broker {
                     format!("Error due to duplicate config keys: {name}"),
                 ));
             }
-            let key = topic_key(&name).ok_or_else(|| {
-                (
-                    ResponseError::InvalidConfig,
-                    format!("Unknown topic config name: {name}"),
-                )
-            })?;
+            let kind = topic_key(&name)
+                .map(|k| k.kind)
+                .or_else(|| accepted_key(&name).map(|k| k.kind))
+                .ok_or_else(|| {
+                    (
+                        ResponseError::InvalidConfig,
+                        format!("Unknown topic config name: {name}"),
+                    )
+                })?;
             let value = c.value.as_deref().unwrap_or_default().to_string();
             match c.config_operation {
                 OP_SET => {
@@ -301,7 +324,7 @@ impl Broker {
                 OP_DELETE => {
                     overrides.remove(&name);
                 }
-                OP_APPEND | OP_SUBTRACT if key.kind == ConfigKind::List => {
+                OP_APPEND | OP_SUBTRACT if kind == ConfigKind::List => {
                     let current = topic.config.get(&name).unwrap_or_default();
                     let mut items: Vec<String> = current
                         .split(',')

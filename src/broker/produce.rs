@@ -1,11 +1,14 @@
 //! Produce: acks levels, min.insync.replicas, per-partition appends and errors.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, LEADER_EPOCH};
+use crate::log::LogError;
 use crate::protocol::errors;
 
 /// Produce v13 (KIP-516) names topics by id instead of by name.
@@ -86,7 +89,18 @@ impl Broker {
                     }
                     Err(e) => {
                         tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce rejected");
-                        parts.push(failed(index, errors::log_error(&e), Some(e.to_string())));
+                        let mut resp = failed(index, errors::log_error(&e), Some(e.to_string()));
+                        // v8+ (KIP-467): which records were bad, so clients fail only those.
+                        if let (LogError::KeylessRecords(bad), true) = (&e, version >= 8) {
+                            resp = resp.with_record_errors(
+                                bad.iter()
+                                    .map(|i| {
+                                        BatchIndexAndErrorMessage::default().with_batch_index(*i)
+                                    })
+                                    .collect(),
+                            );
+                        }
+                        parts.push(resp);
                     }
                 }
             }

@@ -197,6 +197,27 @@ pub fn headers(bytes: &[u8]) -> impl Iterator<Item = (std::ops::Range<usize>, Ba
     })
 }
 
+/// The indexes (counted over all records of `bytes`) of records without a key, which a
+/// compacted topic refuses. Decompresses as needed; an undecodable batch counts as keyless.
+pub fn keyless_records(bytes: &[u8]) -> Vec<i32> {
+    let mut buf = bytes::Bytes::copy_from_slice(bytes);
+    let mut keyless = Vec::new();
+    let mut index = 0i32;
+    while !buf.is_empty() {
+        let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
+            keyless.push(index);
+            break;
+        };
+        for r in set.records {
+            if !r.control && r.key.is_none() {
+                keyless.push(index);
+            }
+            index += 1;
+        }
+    }
+    keyless
+}
+
 /// Offset and timestamp of every record in the batches in `bytes` (decompressing as needed).
 /// Only the rare by-timestamp lookups use it; produce and fetch never look inside a batch.
 pub fn record_timestamps(bytes: &bytes::Bytes) -> Vec<(i64, i64)> {
@@ -320,6 +341,24 @@ mod tests {
         let h = verify(&b).expect("valid after log append time");
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 99);
+    }
+
+    #[test]
+    fn keyless_records_are_found_by_index() {
+        let recs: Vec<_> = (0..5)
+            .map(|i| {
+                let key = (i % 2 == 0).then(|| bytes::Bytes::from(format!("k{i}")));
+                plain_record(i, 0, key, Some(bytes::Bytes::from_static(b"v")))
+            })
+            .collect();
+        let b = encode(&recs).expect("encode");
+        assert_eq!(keyless_records(&b), vec![1, 3]);
+        assert!(keyless_records(&batch(3, 0, 1)).is_empty());
+        assert_eq!(
+            keyless_records(&b[..b.len() - 1]),
+            vec![0],
+            "damaged: refused whole"
+        );
     }
 
     #[test]

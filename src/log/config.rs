@@ -33,6 +33,9 @@ pub struct LogConfig {
     /// `cleanup.policy`: without `delete`, time and size retention are off. Key compaction is
     /// not done by the log engine (the offsets topic compacts itself, see `group`).
     pub cleanup_policy: String,
+    /// Topic configs Kafka defines that Runnel accepts, validates, stores and reports but does
+    /// not act on (see ACCEPTED_TOPIC_CONFIGS).
+    pub accepted: BTreeMap<String, String>,
     /// `producer.id.expiration.ms` (a broker setting): idempotence state of a producer idle
     /// this long is dropped.
     pub producer_id_expiration_ms: i64,
@@ -53,6 +56,7 @@ impl Default for LogConfig {
             log_append_time: false,
             min_insync_replicas: 1,
             cleanup_policy: "delete".to_string(),
+            accepted: BTreeMap::new(),
             producer_id_expiration_ms: DAY_MS,
         }
     }
@@ -65,7 +69,149 @@ pub enum ConfigKind {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
+}
+
+/// A topic config Kafka defines that Runnel accepts (so tools and scripts written for Kafka
+/// work) without acting on it: replication throttles and elections (one broker), compaction
+/// tuning (no key compaction yet), tiered storage, recompression (batches stay as produced).
+pub struct AcceptedKey {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: ConfigKind,
+    /// For strings: the values Kafka allows (empty: any).
+    pub allowed: &'static [&'static str],
+    pub doc: &'static str,
+}
+
+const NO_EFFECT: &str =
+    "Accepted for compatibility with Kafka; Runnel stores and reports it but does not act on it.";
+
+pub const ACCEPTED_TOPIC_CONFIGS: &[AcceptedKey] = &[
+    AcceptedKey {
+        name: "compression.type",
+        default: "producer",
+        kind: ConfigKind::String,
+        allowed: &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "compression.gzip.level",
+        default: "-1",
+        kind: ConfigKind::Int,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "compression.lz4.level",
+        default: "9",
+        kind: ConfigKind::Int,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "compression.zstd.level",
+        default: "3",
+        kind: ConfigKind::Int,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "delete.retention.ms",
+        default: "86400000",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "file.delete.delay.ms",
+        default: "60000",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "follower.replication.throttled.replicas",
+        default: "",
+        kind: ConfigKind::List,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "leader.replication.throttled.replicas",
+        default: "",
+        kind: ConfigKind::List,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "local.retention.bytes",
+        default: "-2",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "local.retention.ms",
+        default: "-2",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "min.cleanable.dirty.ratio",
+        default: "0.5",
+        kind: ConfigKind::Double,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "min.compaction.lag.ms",
+        default: "0",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "preallocate",
+        default: "false",
+        kind: ConfigKind::Boolean,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "remote.storage.enable",
+        default: "false",
+        kind: ConfigKind::Boolean,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "segment.jitter.ms",
+        default: "0",
+        kind: ConfigKind::Long,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+    AcceptedKey {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: ConfigKind::Boolean,
+        allowed: &[],
+        doc: NO_EFFECT,
+    },
+];
+
+pub fn accepted_key(name: &str) -> Option<&'static AcceptedKey> {
+    ACCEPTED_TOPIC_CONFIGS.iter().find(|k| k.name == name)
 }
 
 /// A topic-level config this engine honours: its broker-level synonyms (most specific first,
@@ -152,9 +298,12 @@ pub const TOPIC_CONFIGS: &[TopicKey] = &[
     },
 ];
 
-/// The names of the topic-level keys this engine understands.
+/// The names of every topic-level key accepted: those honoured, then those only stored.
 pub fn topic_keys() -> impl Iterator<Item = &'static str> {
-    TOPIC_CONFIGS.iter().map(|k| k.name)
+    TOPIC_CONFIGS
+        .iter()
+        .map(|k| k.name)
+        .chain(ACCEPTED_TOPIC_CONFIGS.iter().map(|k| k.name))
 }
 
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
@@ -192,6 +341,13 @@ impl LogConfig {
         Ok(c)
     }
 
+    /// `cleanup.policy` includes `compact`: records must have keys.
+    pub fn is_compacted(&self) -> bool {
+        self.cleanup_policy
+            .split(',')
+            .any(|p| p.trim() == "compact")
+    }
+
     pub fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
         match key {
             "segment.bytes" => self.segment_bytes = at_least(key, parse(key, v)?, 14u64)?,
@@ -223,7 +379,22 @@ impl LogConfig {
                 }
                 self.cleanup_policy = v.to_string();
             }
-            _ => return Err(format!("Unknown topic config name: {key}")),
+            _ => {
+                let a = accepted_key(key)
+                    .ok_or_else(|| format!("Unknown topic config name: {key}"))?;
+                let bad = || format!("Invalid value {v} for configuration {key}");
+                let ok = match a.kind {
+                    ConfigKind::Long | ConfigKind::Int => v.trim().parse::<i64>().is_ok(),
+                    ConfigKind::Boolean => matches!(v.trim(), "true" | "false"),
+                    ConfigKind::Double => v.trim().parse::<f64>().is_ok_and(f64::is_finite),
+                    ConfigKind::String => a.allowed.is_empty() || a.allowed.contains(&v.trim()),
+                    ConfigKind::List => true,
+                };
+                if !ok {
+                    return Err(bad());
+                }
+                self.accepted.insert(key.to_string(), v.trim().to_string());
+            }
         }
         Ok(())
     }
@@ -250,7 +421,13 @@ impl LogConfig {
             .to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "cleanup.policy" => self.cleanup_policy.clone(),
-            _ => return None,
+            _ => {
+                let a = accepted_key(key)?;
+                self.accepted
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| a.default.to_string())
+            }
         })
     }
 }

@@ -9,6 +9,9 @@ pub enum LogError {
     CorruptBatch(&'static str),
     #[error("invalid record: {0}")]
     InvalidRecord(&'static str),
+    /// Records without a key sent to a compacted topic: their indexes in the request.
+    #[error("Compacted topic cannot accept message without key")]
+    KeylessRecords(Vec<i32>),
     #[error("record batch magic {0} is not supported (v2 only)")]
     UnsupportedMagic(i8),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]

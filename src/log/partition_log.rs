@@ -214,6 +214,12 @@ impl PartitionLog {
         if batches.is_empty() {
             return Err(LogError::CorruptBatch("no record batch"));
         }
+        if config.is_compacted() {
+            let keyless = batch::keyless_records(&records);
+            if !keyless.is_empty() {
+                return Err(LogError::KeylessRecords(keyless));
+            }
+        }
         let idempotent = batches.iter().any(|(_, h)| h.has_producer_id());
         if idempotent && batches.len() > 1 {
             return Err(LogError::InvalidRecord(

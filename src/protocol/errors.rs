@@ -9,7 +9,9 @@ use crate::metadata::TopicError;
 pub fn log_error(e: &LogError) -> ResponseError {
     match e {
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
-        LogError::InvalidRecord(_) | LogError::UnsupportedMagic(_) => ResponseError::InvalidRecord,
+        LogError::InvalidRecord(_)
+        | LogError::UnsupportedMagic(_)
+        | LogError::KeylessRecords(_) => ResponseError::InvalidRecord,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
