@@ -267,3 +267,41 @@ def test_runnel_topics_describe_agrees_with_the_admin_api(broker, topic_name):
     sources = {c["name"]: c["source"] for c in mine["configs"]}
     assert sources["segment.ms"] == "DYNAMIC_TOPIC_CONFIG"
     assert {k: ConfigSource(v.source).name for k, v in cfg.items()} == sources
+
+
+def runnel(broker, *args):
+    out = subprocess.run([BIN, *args[:2], "-b", broker.bootstrap, *args[2:]],
+                         capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_runnel_cli_topics_configs_offsets(broker, topic_name):
+    rc, out, err = runnel(broker, "topics", "create", topic_name, "-p", "2", "-c", "retention.ms=99000")
+    assert rc == 0, err
+    rc, out, _ = runnel(broker, "topics", "list", "--json")
+    assert {"topic": topic_name, "partitions": 2, "internal": False} in json.loads(out)
+    rc, out, err = runnel(broker, "topics", "alter", topic_name, "-p", "3")
+    assert rc == 0, err
+    rc, out, err = runnel(broker, "topics", "alter", topic_name, "-p", "1")
+    assert rc == 1 and "InvalidPartitions" in err and err.count("\n") == 1, err
+    rc, out, err = runnel(broker, "configs", "set", "--topic", topic_name, "segment.ms=7200000", "max.message.bytes=2048")
+    assert rc == 0, err
+    rc, out, err = runnel(broker, "configs", "delete", "--topic", topic_name, "retention.ms")
+    assert rc == 0, err
+    rc, out, _ = runnel(broker, "configs", "describe", "--topic", topic_name, "--json")
+    cfg = {c["name"]: (c["value"], c["source"]) for c in json.loads(out)}
+    assert cfg["segment.ms"] == ("7200000", "DYNAMIC_TOPIC_CONFIG")
+    assert cfg["retention.ms"][1] == "DEFAULT_CONFIG"
+    rc, out, err = runnel(broker, "configs", "set", "--topic", topic_name, "retention.ms=soon")
+    assert rc == 1 and "InvalidConfig" in err, err
+    rc, out, _ = runnel(broker, "configs", "describe", "--broker", "--json")
+    assert any(c["name"] == "num.partitions" and c["read_only"] for c in json.loads(out))
+    produce(broker, topic_name, 7, partition=1)
+    rc, out, _ = runnel(broker, "offsets", topic_name, "--json")
+    assert [(o["partition"], o["offset"]) for o in json.loads(out)] == [(0, 0), (1, 7), (2, 0)]
+    rc, out, _ = runnel(broker, "offsets", topic_name, "--time", "earliest")
+    assert out.split("\n")[0].split() == ["PARTITION", "OFFSET", "TIMESTAMP"]
+    rc, out, err = runnel(broker, "topics", "delete", topic_name)
+    assert rc == 0, err
+    rc, out, err = runnel(broker, "topics", "describe", topic_name)
+    assert rc == 1 and "UnknownTopicOrPartition" in err
