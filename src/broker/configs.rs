@@ -242,6 +242,28 @@ impl Broker {
         Ok(())
     }
 
+    /// One resource of an alter request: topics through `alter_topic`, the broker refused;
+    /// the (error code, message) for the response.
+    fn alter_resource(
+        &self,
+        resource_type: i8,
+        name: &str,
+        alter_topic: impl FnOnce() -> Result<(), Failure>,
+    ) -> (i16, Option<StrBytes>) {
+        let outcome = match resource_type {
+            RESOURCE_TOPIC => alter_topic(),
+            RESOURCE_BROKER => Err(self.refuse_broker_alter(name)),
+            other => Err((
+                ResponseError::InvalidRequest,
+                format!("Unsupported resource type {other}."),
+            )),
+        };
+        match outcome {
+            Ok(()) => (0, None),
+            Err((e, m)) => (e.code(), Some(s(&m))),
+        }
+    }
+
     fn refuse_broker_alter(&self, name: &str) -> Failure {
         if !self.is_this_broker(name) {
             return (
@@ -266,18 +288,9 @@ impl Broker {
             .resources
             .iter()
             .map(|r| {
-                let outcome = match r.resource_type {
-                    RESOURCE_TOPIC => self.incremental_topic(r, req.validate_only),
-                    RESOURCE_BROKER => Err(self.refuse_broker_alter(&r.resource_name)),
-                    other => Err((
-                        ResponseError::InvalidRequest,
-                        format!("Unsupported resource type {other}."),
-                    )),
-                };
-                let (code, msg) = match outcome {
-                    Ok(()) => (0, None),
-                    Err((e, m)) => (e.code(), Some(s(&m))),
-                };
+                let (code, msg) = self.alter_resource(r.resource_type, &r.resource_name, || {
+                    self.incremental_topic(r, req.validate_only)
+                });
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone())
@@ -365,35 +378,23 @@ impl Broker {
             .resources
             .iter()
             .map(|r| {
-                let outcome = match r.resource_type {
-                    // The legacy API replaces the whole set of overrides.
-                    RESOURCE_TOPIC => {
-                        let overrides = r
-                            .configs
-                            .iter()
-                            .filter_map(|c| {
-                                c.value
-                                    .as_ref()
-                                    .map(|v| (c.name.to_string(), v.to_string()))
-                            })
-                            .collect();
-                        if self.topics.get(&r.resource_name).is_none() {
-                            let e = TopicError::Unknown(r.resource_name.to_string());
-                            Err((errors::topic_error(&e), e.to_string()))
-                        } else {
-                            self.alter_topic(&r.resource_name, overrides, req.validate_only)
-                        }
+                // The legacy API replaces the whole set of overrides.
+                let (code, msg) = self.alter_resource(r.resource_type, &r.resource_name, || {
+                    let overrides = r
+                        .configs
+                        .iter()
+                        .filter_map(|c| {
+                            c.value
+                                .as_ref()
+                                .map(|v| (c.name.to_string(), v.to_string()))
+                        })
+                        .collect();
+                    if self.topics.get(&r.resource_name).is_none() {
+                        let e = TopicError::Unknown(r.resource_name.to_string());
+                        return Err((errors::topic_error(&e), e.to_string()));
                     }
-                    RESOURCE_BROKER => Err(self.refuse_broker_alter(&r.resource_name)),
-                    other => Err((
-                        ResponseError::InvalidRequest,
-                        format!("Unsupported resource type {other}."),
-                    )),
-                };
-                let (code, msg) = match outcome {
-                    Ok(()) => (0, None),
-                    Err((e, m)) => (e.code(), Some(s(&m))),
-                };
+                    self.alter_topic(&r.resource_name, overrides, req.validate_only)
+                });
                 alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone())

@@ -17,6 +17,14 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// An error code with the broker's message as an error, or Ok for 0.
+fn check(code: i16, message: Option<&str>) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    bail!("{}: {}", error_name(code), message.unwrap_or_default())
+}
+
 fn error_name(code: i16) -> String {
     ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
@@ -315,13 +323,7 @@ pub async fn create_topic(
         )
         .await?;
     for t in resp.topics {
-        if t.error_code != 0 {
-            bail!(
-                "{}: {}",
-                error_name(t.error_code),
-                t.error_message.as_deref().unwrap_or_default()
-            );
-        }
+        check(t.error_code, t.error_message.as_deref())?;
     }
     Ok(())
 }
@@ -342,13 +344,7 @@ pub async fn delete_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
     };
     let resp = conn.send_version(req, v).await?;
     for r in resp.responses {
-        if r.error_code != 0 {
-            bail!(
-                "{}: {}",
-                error_name(r.error_code),
-                r.error_message.as_deref().unwrap_or_default()
-            );
-        }
+        check(r.error_code, r.error_message.as_deref())?;
     }
     Ok(())
 }
@@ -364,13 +360,7 @@ pub async fn add_partitions(bootstrap: &str, name: &str, count: i32) -> anyhow::
         ])
         .with_timeout_ms(30_000);
     for r in conn.send(req).await?.results {
-        if r.error_code != 0 {
-            bail!(
-                "{}: {}",
-                error_name(r.error_code),
-                r.error_message.as_deref().unwrap_or_default()
-            );
-        }
+        check(r.error_code, r.error_message.as_deref())?;
     }
     Ok(())
 }
@@ -394,13 +384,7 @@ pub async fn describe_configs(
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("no answer for {name}"))?;
-    if r.error_code != 0 {
-        bail!(
-            "{}: {}",
-            error_name(r.error_code),
-            r.error_message.as_deref().unwrap_or_default()
-        );
-    }
+    check(r.error_code, r.error_message.as_deref())?;
     Ok(r.configs
         .into_iter()
         .map(|c| ConfigValue {
@@ -441,13 +425,7 @@ pub async fn alter_topic_configs(
             .with_configs(configs),
     ]);
     for r in conn.send(req).await?.responses {
-        if r.error_code != 0 {
-            bail!(
-                "{}: {}",
-                error_name(r.error_code),
-                r.error_message.as_deref().unwrap_or_default()
-            );
-        }
+        check(r.error_code, r.error_message.as_deref())?;
     }
     Ok(())
 }

@@ -283,10 +283,7 @@ impl Group {
                 Ok(Answer::Now(self.join_result(&id, false)))
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
-                let rx = self.update_member(&id, req, now);
-                self.prepare_rebalance(config, now);
-                self.try_complete_join(now);
-                Ok(Answer::Later(rx))
+                Ok(self.rejoin_and_rebalance(&id, req, config, now))
             }
         }
     }
@@ -338,12 +335,7 @@ impl Group {
                 self.try_complete_join(now);
                 Ok(Answer::Later(rx))
             }
-            _ => {
-                let rx = self.update_member(&new_id, req, now);
-                self.prepare_rebalance(config, now);
-                self.try_complete_join(now);
-                Ok(Answer::Later(rx))
-            }
+            _ => Ok(self.rejoin_and_rebalance(&new_id, req, config, now)),
         }
     }
 
@@ -410,6 +402,20 @@ impl Group {
             m.awaiting_join = Some(tx);
         }
         rx
+    }
+
+    /// A member's new protocols (or a leader's rejoin) start a rebalance it waits in.
+    fn rejoin_and_rebalance(
+        &mut self,
+        id: &str,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: i64,
+    ) -> Answer<JoinResult> {
+        let rx = self.update_member(id, req, now);
+        self.prepare_rebalance(config, now);
+        self.try_complete_join(now);
+        Answer::Later(rx)
     }
 
     fn prepare_rebalance(&mut self, config: &GroupConfig, now: i64) {
