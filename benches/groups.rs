@@ -191,6 +191,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too (without --bench): not worth minutes.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("groups benchmark: run it with `cargo bench --bench groups`");
+        return;
+    }
     let broker = BrokerProcess::start(&["--set", "group.initial.rebalance.delay.ms=3000"]);
     let addr = broker.addr.clone();
     for hb in ["3000", "100"] {
