@@ -98,23 +98,19 @@ async fn produce(addr: &str, topic: &str, partitions: i32, from: usize, count: u
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let sends: Vec<_> = (from..from + count)
+    // Enqueued in order (send_result does not wait), so on each partition value order is
+    // offset order; then every delivery is awaited.
+    let deliveries: Vec<_> = (from..from + count)
         .map(|i| {
-            let p = p.clone();
-            let topic = topic.to_string();
-            tokio::spawn(async move {
-                let v = i.to_string();
-                let record = FutureRecord::<(), _>::to(&topic)
-                    .payload(&v)
-                    .partition((i % partitions as usize) as i32);
-                p.send(record, Duration::from_secs(20))
-                    .await
-                    .expect("delivered");
-            })
+            let v = i.to_string();
+            let record = FutureRecord::<(), _>::to(topic)
+                .payload(&v)
+                .partition((i % partitions as usize) as i32);
+            p.send_result(record).map_err(|(e, _)| e).expect("queued")
         })
         .collect();
-    for s in sends {
-        s.await.expect("send task");
+    for d in deliveries {
+        d.await.expect("delivery").expect("delivered");
     }
 }
 
