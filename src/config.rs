@@ -46,8 +46,86 @@ pub struct Config {
     pub group: crate::group::GroupConfig,
     /// Segment files kept open at once.
     pub max_open_segment_files: usize,
+    /// KRaft settings: roles, the controller quorum, heartbeats.
+    pub cluster: ClusterConfig,
     /// Where each value came from: key → (value, source), for DescribeConfigs.
     pub explicit: BTreeMap<String, (String, Source)>,
+}
+
+/// A voter of `controller.quorum.voters`: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Voter {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `process.roles` includes `controller` (a voter of the metadata quorum).
+    pub controller: bool,
+    /// `process.roles` includes `broker` (serves clients and holds partitions).
+    pub broker: bool,
+    /// `controller.quorum.voters`; empty: a quorum of this node alone.
+    pub voters: Vec<Voter>,
+    /// `controller.listener.names`.
+    pub controller_listener_names: Vec<String>,
+    /// Every listener of `listeners`, as `NAME://host:port`.
+    pub listeners: String,
+    /// Where the controller listener binds, from `listeners` and `controller.listener.names`.
+    pub controller_listen: Option<SocketAddr>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `metadata.log.dir` (default: the first log dir).
+    pub metadata_log_dir: Option<PathBuf>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            controller: true,
+            broker: true,
+            voters: Vec::new(),
+            controller_listener_names: vec!["CONTROLLER".to_string()],
+            listeners: String::new(),
+            controller_listen: None,
+            rack: None,
+            metadata_log_dir: None,
+            heartbeat_interval_ms: 2000,
+            session_timeout_ms: 9000,
+        }
+    }
+}
+
+/// `1@host:9093,2@host:9093` → voters.
+pub fn parse_voters(v: &str) -> anyhow::Result<Vec<Voter>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (id, addr) = s
+                .split_once('@')
+                .ok_or_else(|| anyhow!("controller.quorum.voters: {s:?} is not id@host:port"))?;
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow!("controller.quorum.voters: {s:?} has no port"))?;
+            Ok(Voter {
+                id: parse_num("controller.quorum.voters", id)?,
+                host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                port: parse_num("controller.quorum.voters", port)?,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +139,7 @@ pub enum Source {
 /// them (KRaft roles, controller quorum, replication of internal topics, ...). They are not
 /// warned about, so a docker-compose file written for Kafka starts quietly.
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
-    "process.roles",
-    "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
-    "controller.listener.names",
-    "listener.security.protocol.map",
     "inter.broker.listener.name",
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
@@ -107,6 +181,7 @@ impl Default for Config {
             cluster_id: "runnel-cluster-0000000001".to_string(),
             group: crate::group::GroupConfig::default(),
             max_open_segment_files: crate::log::manager::DEFAULT_OPEN_FILES,
+            cluster: ClusterConfig::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -177,6 +252,7 @@ impl Config {
         let advertised_explicit = self.explicit.contains_key("advertised.listeners");
         match key {
             "listeners" => {
+                self.cluster.listeners = v.to_string();
                 let (host, port) = parse_listener(v)?;
                 let bind_host = if host.is_empty() {
                     "0.0.0.0"
@@ -225,6 +301,43 @@ impl Config {
                 self.checkpoint_interval_ms = parse_num(key, v)?
             }
             "cluster.id" => self.cluster_id = v.to_string(),
+            "process.roles" => {
+                let roles: Vec<String> = v
+                    .split(',')
+                    .map(|r| r.trim().to_ascii_lowercase())
+                    .collect();
+                if let Some(bad) = roles
+                    .iter()
+                    .find(|r| !matches!(r.as_str(), "broker" | "controller"))
+                {
+                    bail!("process.roles: unknown role {bad:?} (broker, controller)");
+                }
+                self.cluster.broker = roles.iter().any(|r| r == "broker");
+                self.cluster.controller = roles.iter().any(|r| r == "controller");
+            }
+            "controller.quorum.voters" => self.cluster.voters = parse_voters(v)?,
+            "controller.listener.names" => {
+                self.cluster.controller_listener_names = v
+                    .split(',')
+                    .map(|n| n.trim().to_ascii_uppercase())
+                    .collect()
+            }
+            "listener.security.protocol.map" => {
+                for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (_, proto) = pair.split_once(':').ok_or_else(|| {
+                        anyhow!("listener.security.protocol.map: {pair:?} is not NAME:PROTOCOL")
+                    })?;
+                    if !proto.trim().eq_ignore_ascii_case("PLAINTEXT") {
+                        bail!("listener.security.protocol.map: {pair:?}: only PLAINTEXT is supported yet");
+                    }
+                }
+            }
+            "broker.rack" => self.cluster.rack = Some(v.to_string()).filter(|r| !r.is_empty()),
+            "metadata.log.dir" => self.cluster.metadata_log_dir = Some(PathBuf::from(v)),
+            "broker.heartbeat.interval.ms" => {
+                self.cluster.heartbeat_interval_ms = parse_num(key, v)?
+            }
+            "broker.session.timeout.ms" => self.cluster.session_timeout_ms = parse_num(key, v)?,
             "log.retention.hours" => self.log.retention_ms = parse_num::<i64>(key, v)? * HOUR_MS,
             "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
             "log.roll.hours" => self.log.segment_ms = parse_num::<i64>(key, v)? * HOUR_MS,
@@ -336,16 +449,67 @@ impl Config {
         for (k, v) in flags {
             c.apply(k, v, Source::Flag)?;
         }
-        if c.default_replication_factor > 1 {
-            bail!(
-                "default.replication.factor={} but this is a single broker",
-                c.default_replication_factor
-            );
-        }
+        c.check_cluster()?;
         if c.num_partitions < 1 {
             bail!("num.partitions must be at least 1");
         }
         Ok(c)
+    }
+}
+
+impl Config {
+    /// Resolves the controller listener and checks the quorum settings; each failure is one
+    /// line naming the key.
+    fn check_cluster(&mut self) -> anyhow::Result<()> {
+        let c = &mut self.cluster;
+        if !c.broker {
+            bail!("process.roles: a controller-only node is not supported yet (use broker,controller)");
+        }
+        if !c.controller {
+            bail!("process.roles: a broker-only node is not supported yet (use broker,controller)");
+        }
+        let mut ids: Vec<i32> = c.voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            bail!("controller.quorum.voters: node id {} appears twice", w[0]);
+        }
+        if !c.voters.is_empty() && !ids.contains(&self.node_id) {
+            bail!(
+                "node.id {} is not among controller.quorum.voters ({ids:?}) but process.roles includes controller",
+                self.node_id
+            );
+        }
+        let names = &c.controller_listener_names;
+        let controller = c.listeners.split(',').map(str::trim).find(|l| {
+            l.split_once("://")
+                .is_some_and(|(n, _)| names.iter().any(|m| m.eq_ignore_ascii_case(n)))
+        });
+        c.controller_listen = match controller {
+            Some(l) => {
+                let addr = l.split_once("://").map_or(l, |(_, a)| a);
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .ok_or_else(|| anyhow!("listeners: {l:?} has no port"))?;
+                let host = if host.is_empty() { "0.0.0.0" } else { host };
+                let text = format!("{host}:{port}");
+                use std::net::ToSocketAddrs;
+                Some(
+                    text.to_socket_addrs()
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| anyhow!("listeners: cannot resolve {l:?}"))?,
+                )
+            }
+            None => None,
+        };
+        if c.voters.len() > 1 && c.controller_listen.is_none() {
+            bail!(
+                "listeners has no {} listener, which controller.quorum.voters needs (controller.listener.names={})",
+                names.join(","),
+                names.join(",")
+            );
+        }
+        Ok(())
     }
 }
 

@@ -8,10 +8,14 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+use std::time::Duration;
+
 use runnel::broker::Broker;
 use runnel::client::admin;
 use runnel::client::consumer::{ConsumeOptions, Consumer};
+use runnel::cluster::{registration, Cluster};
 use runnel::config::Config;
+use runnel::metadata::BrokerRegistration;
 
 #[derive(Parser)]
 #[command(
@@ -241,7 +245,7 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The broker logs what it does; the client commands speak only when something is wrong.
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) => "info,openraft=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -434,11 +438,53 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if config.listen.port() == 0 && !config.explicit.contains_key("advertised.listeners") {
             config.advertised_port = i32::from(bound.port());
         }
+        let controller_listener = match config.cluster.controller_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the controller listener {addr}"))?,
+            ),
+            None => None,
+        };
+        runnel::cluster::claim_data_dir(&config)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let cluster = Cluster::start(&config, controller_listener, stop_rx.clone()).await?;
+        let registration = BrokerRegistration {
+            id: config.node_id,
+            incarnation: uuid::Uuid::new_v4(),
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+            rack: config.cluster.rack.clone(),
+            fenced: false,
+        };
+        let heartbeat = Duration::from_millis(config.cluster.heartbeat_interval_ms.max(1));
         let data = config.log_dir.clone();
-        let broker = Arc::new(tokio::task::block_in_place(|| Broker::open(config))?);
+        let broker = Arc::new(tokio::task::block_in_place(|| {
+            Broker::open(config, cluster.clone())
+        })?);
+        tokio::spawn(broker.clone().follow_metadata(stop_rx.clone()));
+        registration::register(&cluster, &registration).await?;
+        let caught_up = cluster.image.borrow().offset;
+        broker.wait_published(caught_up).await?;
+        broker.import_legacy_registry().await?;
+        broker.remove_stray_logs()?;
+        tokio::spawn(registration::heartbeat_loop(
+            cluster.clone(),
+            registration.clone(),
+            heartbeat,
+            stop_rx,
+        ));
         // Tests and scripts wait for this exact line.
         println!("runnel listening on {bound} (data in {})", data.display());
-        runnel::net::server::run(listener, broker, shutdown_signal()).await
+        let c = cluster.clone();
+        let shutdown = async move {
+            shutdown_signal().await;
+            registration::controlled_shutdown(&c, &registration).await;
+            let _ = stop_tx.send(true);
+        };
+        let served = runnel::net::server::run(listener, broker, shutdown).await;
+        cluster.shutdown().await;
+        served
     })
 }
 

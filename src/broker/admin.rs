@@ -18,8 +18,9 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{topic_name, Broker, LEADER_EPOCH};
-use crate::metadata::TopicError;
+use super::{broker_ids, topic_name, Broker};
+use crate::cluster::rpc::ControllerRequest;
+use crate::metadata::PartitionRegistration;
 use crate::protocol::errors;
 
 /// Kafka's "authorized operations not requested" marker.
@@ -30,70 +31,36 @@ fn s(v: &str) -> StrBytes {
 }
 
 impl Broker {
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         req: CreatePartitionsRequest,
         _version: i16,
     ) -> CreatePartitionsResponse {
-        let results = req
-            .topics
-            .iter()
-            .map(|t| {
-                let r = self.add_partitions(t, req.validate_only);
-                let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-                match r {
-                    Ok(()) => base,
-                    Err((e, msg)) => base
-                        .with_error_code(e.code())
-                        .with_error_message(Some(s(&msg))),
-                }
-            })
-            .collect();
+        let mut results = Vec::with_capacity(req.topics.len());
+        for t in &req.topics {
+            // Java's Admin sends null without assignments; an empty list means the same.
+            let assignments = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+                a.iter()
+                    .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            });
+            let r = self
+                .controller_change(ControllerRequest::CreatePartitions {
+                    name: t.name.to_string(),
+                    count: t.count,
+                    assignments,
+                    validate_only: req.validate_only,
+                })
+                .await;
+            let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            results.push(match r {
+                Ok(()) => base,
+                Err(e) => base
+                    .with_error_code(errors::topic_error(&e).code())
+                    .with_error_message(Some(s(&e.to_string()))),
+            });
+        }
         CreatePartitionsResponse::default().with_results(results)
-    }
-
-    fn add_partitions(
-        &self,
-        t: &create_partitions_request::CreatePartitionsTopic,
-        validate_only: bool,
-    ) -> Result<(), (ResponseError, String)> {
-        let current = self.topics.get(&t.name).ok_or_else(|| {
-            let e = TopicError::Unknown(t.name.to_string());
-            (errors::topic_error(&e), e.to_string())
-        })?;
-        // Java's Admin sends null without assignments; an empty list means the same.
-        if let Some(assignments) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
-            let added = (t.count - current.partitions).max(0) as usize;
-            if assignments.len() != added {
-                return Err((
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "Increasing the number of partitions by {added} but {} assignments provided.",
-                        assignments.len()
-                    ),
-                ));
-            }
-            if assignments.iter().any(|a| {
-                a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| *b != self.node_id())
-            }) {
-                return Err((
-                    ResponseError::InvalidReplicaAssignment,
-                    format!("Only broker {} exists.", self.config.node_id),
-                ));
-            }
-        }
-        let topic = self
-            .topics
-            .set_partitions(&t.name, t.count, validate_only)
-            .map_err(|e| (errors::topic_error(&e), e.to_string()))?;
-        if !validate_only {
-            for p in current.partitions..topic.partitions {
-                self.logs
-                    .get_or_create(&topic.name, p, topic.config.clone())
-                    .map_err(|e| (errors::log_error(&e), e.to_string()))?;
-            }
-        }
-        Ok(())
     }
 
     pub fn delete_records(
@@ -101,6 +68,7 @@ impl Broker {
         req: DeleteRecordsRequest,
         _version: i16,
     ) -> DeleteRecordsResponse {
+        let image = self.metadata.image();
         let topics = req
             .topics
             .iter()
@@ -112,9 +80,9 @@ impl Broker {
                         let base = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index)
                             .with_low_watermark(-1);
-                        let Some(log) = self.partition_log(&t.name, p.partition_index) else {
-                            return base
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let log = match self.leader_log(&image, &t.name, p.partition_index) {
+                            Ok((log, _)) => log,
+                            Err(e) => return base.with_error_code(e.code()),
                         };
                         // -1: everything up to the high watermark.
                         let offset = if p.offset == -1 {
@@ -142,13 +110,22 @@ impl Broker {
         version: i16,
     ) -> DescribeClusterResponse {
         // Endpoint type 1 is brokers; 2 (controllers, KIP-919) has no separate answer here.
+        let brokers = self
+            .metadata
+            .image()
+            .live_brokers()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(s(&b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.as_deref().map(s))
+            })
+            .collect();
         let resp = DescribeClusterResponse::default()
             .with_cluster_id(s(&self.config.cluster_id))
-            .with_controller_id(self.node_id())
-            .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(self.node_id())
-                .with_host(s(&self.config.advertised_host))
-                .with_port(self.config.advertised_port)])
+            .with_controller_id(self.controller_id())
+            .with_brokers(brokers)
             .with_cluster_authorized_operations(OPERATIONS_OMITTED);
         if version >= 1 {
             resp.with_endpoint_type(req.endpoint_type.max(1))
@@ -163,7 +140,11 @@ impl Broker {
         _version: i16,
     ) -> DescribeTopicPartitionsResponse {
         let mut names: Vec<String> = if req.topics.is_empty() {
-            self.topics.list().iter().map(|t| t.name.clone()).collect()
+            self.metadata
+                .list()
+                .iter()
+                .map(|t| t.name.clone())
+                .collect()
         } else {
             req.topics.iter().map(|t| t.name.to_string()).collect()
         };
@@ -176,7 +157,7 @@ impl Broker {
         let mut topics = Vec::new();
         let mut next_cursor = None;
         for name in names.into_iter().filter(|n| *n >= start_topic) {
-            let Some(t) = self.topics.get(&name) else {
+            let Some(t) = self.metadata.get(&name) else {
                 topics.push(
                     DescribeTopicPartitionsResponseTopic::default()
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
@@ -194,10 +175,9 @@ impl Broker {
             } else {
                 0
             };
-            let me = self.node_id();
             let mut partitions = Vec::new();
             let mut p = first;
-            while p < t.partitions {
+            while let Some(reg) = t.partitions.get(p.max(0) as usize) {
                 if budget == 0 {
                     next_cursor = Some(
                         Cursor::default()
@@ -209,10 +189,10 @@ impl Broker {
                 partitions.push(
                     DescribeTopicPartitionsResponsePartition::default()
                         .with_partition_index(p)
-                        .with_leader_id(me)
-                        .with_leader_epoch(LEADER_EPOCH)
-                        .with_replica_nodes(vec![me])
-                        .with_isr_nodes(vec![me])
+                        .with_leader_id(BrokerId(reg.leader))
+                        .with_leader_epoch(reg.leader_epoch)
+                        .with_replica_nodes(broker_ids(&reg.replicas))
+                        .with_isr_nodes(broker_ids(&reg.isr))
                         .with_eligible_leader_replicas(Some(vec![]))
                         .with_last_known_elr(Some(vec![])),
                 );
@@ -287,19 +267,24 @@ impl Broker {
     }
 
     pub fn elect_leaders(&self, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
-        // Every partition is led by its only (preferred) replica already.
+        // Partitions are led by their preferred replica, or by nobody while it is fenced: without
+        // replication no other replica holds the data.
+        let image = self.metadata.image();
         let results = req
             .topic_partitions
             .unwrap_or_default()
             .into_iter()
             .map(|t| {
-                let known = self.topics.get(&t.topic).map(|x| x.partitions);
                 let partition_result = t
                     .partitions
                     .iter()
                     .map(|p| {
-                        let (e, msg) = match known {
-                            Some(n) if (0..n).contains(p) => (
+                        let (e, msg) = match image.partition(&t.topic, *p) {
+                            Some(r) if r.leader == PartitionRegistration::NO_LEADER => (
+                                ResponseError::EligibleLeadersNotAvailable,
+                                "No in-sync replica is alive to lead the partition.",
+                            ),
+                            Some(_) => (
                                 ResponseError::ElectionNotNeeded,
                                 "Leader election not needed for topic partition.",
                             ),

@@ -14,6 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::Broker;
+use crate::cluster::rpc::ControllerRequest;
 use crate::log::config::{
     accepted_key, topic_key, ConfigKind, ACCEPTED_TOPIC_CONFIGS, TOPIC_CONFIGS,
 };
@@ -145,7 +146,7 @@ impl Broker {
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
                 let entries = match r.resource_type {
-                    RESOURCE_TOPIC => match self.topics.get(&r.resource_name) {
+                    RESOURCE_TOPIC => match self.metadata.get(&r.resource_name) {
                         Some(t) => Ok(self.topic_entries(&t)),
                         None => Err((
                             ResponseError::UnknownTopicOrPartition,
@@ -213,8 +214,9 @@ impl Broker {
         DescribeConfigsResponse::default().with_results(results)
     }
 
-    /// Stores a topic's new overrides and applies them to its partition logs.
-    fn alter_topic(
+    /// Commits a topic's new overrides through the controller; every replica's logs take them
+    /// when their broker applies the record.
+    async fn alter_topic(
         &self,
         name: &str,
         overrides: BTreeMap<String, String>,
@@ -228,30 +230,29 @@ impl Broker {
                 ));
             }
         }
-        let topic = self
-            .topics
-            .set_overrides(name, overrides, validate_only)
-            .map_err(|e| (errors::topic_error(&e), e.to_string()))?;
-        if !validate_only {
-            for p in 0..topic.partitions {
-                if let Some(log) = self.partition_log(name, p) {
-                    log.set_config(topic.config.clone());
-                }
-            }
-        }
-        Ok(())
+        self.controller_change(ControllerRequest::AlterTopicConfig {
+            name: name.to_string(),
+            overrides,
+            validate_only,
+        })
+        .await
+        .map_err(|e| (errors::topic_error(&e), e.to_string()))
     }
 
-    /// One resource of an alter request: topics through `alter_topic`, the broker refused;
-    /// the (error code, message) for the response.
-    fn alter_resource(
+    /// One resource of an alter request: a topic gets the overrides `overrides` computes, the
+    /// broker is refused; the (error code, message) for the response.
+    async fn alter_resource(
         &self,
         resource_type: i8,
         name: &str,
-        alter_topic: impl FnOnce() -> Result<(), Failure>,
+        overrides: impl FnOnce() -> Result<BTreeMap<String, String>, Failure>,
+        validate_only: bool,
     ) -> (i16, Option<StrBytes>) {
         let outcome = match resource_type {
-            RESOURCE_TOPIC => alter_topic(),
+            RESOURCE_TOPIC => match overrides() {
+                Ok(o) => self.alter_topic(name, o, validate_only).await,
+                Err(f) => Err(f),
+            },
             RESOURCE_BROKER => Err(self.refuse_broker_alter(name)),
             other => Err((
                 ResponseError::InvalidRequest,
@@ -279,34 +280,37 @@ impl Broker {
         )
     }
 
-    pub fn incremental_alter_configs(
+    pub async fn incremental_alter_configs(
         &self,
         req: IncrementalAlterConfigsRequest,
         _version: i16,
     ) -> IncrementalAlterConfigsResponse {
-        let responses = req
-            .resources
-            .iter()
-            .map(|r| {
-                let (code, msg) = self.alter_resource(r.resource_type, &r.resource_name, || {
-                    self.incremental_topic(r, req.validate_only)
-                });
+        let mut responses = Vec::with_capacity(req.resources.len());
+        for r in &req.resources {
+            let (code, msg) = self
+                .alter_resource(
+                    r.resource_type,
+                    &r.resource_name,
+                    || self.incremental_topic(r),
+                    req.validate_only,
+                )
+                .await;
+            responses.push(
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone())
                     .with_error_code(code)
-                    .with_error_message(msg)
-            })
-            .collect();
+                    .with_error_message(msg),
+            );
+        }
         IncrementalAlterConfigsResponse::default().with_responses(responses)
     }
 
     fn incremental_topic(
         &self,
         r: &incremental_alter_configs_request::AlterConfigsResource,
-        validate_only: bool,
-    ) -> Result<(), Failure> {
-        let topic = self.topics.get(&r.resource_name).ok_or_else(|| {
+    ) -> Result<BTreeMap<String, String>, Failure> {
+        let topic = self.metadata.get(&r.resource_name).ok_or_else(|| {
             let e = TopicError::Unknown(r.resource_name.to_string());
             (errors::topic_error(&e), e.to_string())
         })?;
@@ -370,38 +374,49 @@ impl Broker {
                 }
             }
         }
-        self.alter_topic(&r.resource_name, overrides, validate_only)
+        Ok(overrides)
     }
 
-    pub fn alter_configs(&self, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
-        let responses = req
-            .resources
-            .iter()
-            .map(|r| {
-                // The legacy API replaces the whole set of overrides.
-                let (code, msg) = self.alter_resource(r.resource_type, &r.resource_name, || {
-                    let overrides = r
-                        .configs
-                        .iter()
-                        .filter_map(|c| {
-                            c.value
-                                .as_ref()
-                                .map(|v| (c.name.to_string(), v.to_string()))
-                        })
-                        .collect();
-                    if self.topics.get(&r.resource_name).is_none() {
-                        let e = TopicError::Unknown(r.resource_name.to_string());
-                        return Err((errors::topic_error(&e), e.to_string()));
-                    }
-                    self.alter_topic(&r.resource_name, overrides, req.validate_only)
-                });
+    pub async fn alter_configs(
+        &self,
+        req: AlterConfigsRequest,
+        _version: i16,
+    ) -> AlterConfigsResponse {
+        let mut responses = Vec::with_capacity(req.resources.len());
+        for r in &req.resources {
+            // The legacy API replaces the whole set of overrides.
+            let overrides = || {
+                let overrides = r
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect();
+                if self.metadata.get(&r.resource_name).is_none() {
+                    let e = TopicError::Unknown(r.resource_name.to_string());
+                    return Err((errors::topic_error(&e), e.to_string()));
+                }
+                Ok(overrides)
+            };
+            let (code, msg) = self
+                .alter_resource(
+                    r.resource_type,
+                    &r.resource_name,
+                    overrides,
+                    req.validate_only,
+                )
+                .await;
+            responses.push(
                 alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone())
                     .with_error_code(code)
-                    .with_error_message(msg)
-            })
-            .collect();
+                    .with_error_message(msg),
+            );
+        }
         AlterConfigsResponse::default().with_responses(responses)
     }
 }

@@ -60,11 +60,12 @@ impl Broker {
         let mut total = 0usize;
         let mut errored = false;
         let mut topics = Vec::with_capacity(req.topics.len());
+        let image = self.metadata.image();
         for ft in &req.topics {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
-                self.topics.by_id(ft.topic_id)
+                self.metadata.by_id(ft.topic_id)
             } else {
-                self.topics.get(&ft.topic.0)
+                self.metadata.get(&ft.topic.0)
             };
             let mut parts = Vec::with_capacity(ft.partitions.len());
             for fp in &ft.partitions {
@@ -78,13 +79,13 @@ impl Broker {
                     parts.push(partition_error(fp.partition, e));
                     continue;
                 };
-                let Some(log) = self.partition_log(&topic.name, fp.partition) else {
-                    errored = true;
-                    parts.push(partition_error(
-                        fp.partition,
-                        ResponseError::UnknownTopicOrPartition,
-                    ));
-                    continue;
+                let log = match self.leader_log(&image, &topic.name, fp.partition) {
+                    Ok((log, _)) => log,
+                    Err(e) => {
+                        errored = true;
+                        parts.push(partition_error(fp.partition, e));
+                        continue;
+                    }
                 };
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
                 // KIP-74: the first partition with data may exceed the limits by one batch.

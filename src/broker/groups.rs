@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Client};
 use crate::group::classic_group::{JoinRequest, SyncRequest};
+use crate::group::store::{self, OFFSETS_TOPIC};
 use crate::group::GroupError;
 use crate::protocol::errors;
 
@@ -31,48 +32,62 @@ fn opt(v: &Option<StrBytes>) -> Option<String> {
 }
 
 impl Broker {
-    fn coordinator_for(&self, key_type: i8) -> Result<(), ResponseError> {
+    /// The broker coordinating `key`: for a group, the leader of its `__consumer_offsets`
+    /// partition (the topic is created at the first lookup, as Kafka does).
+    async fn coordinator_for(
+        &self,
+        key_type: i8,
+        key: &str,
+    ) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
         match key_type {
-            KEY_TYPE_GROUP => self.ensure_group_coordinator().map_err(|e| {
-                tracing::error!(error = %e, "cannot create the offsets topic");
-                ResponseError::CoordinatorNotAvailable
-            }),
+            KEY_TYPE_GROUP => {
+                self.ensure_offsets_topic().await.map_err(|e| {
+                    tracing::warn!(error = %e, "cannot create the offsets topic");
+                    ResponseError::CoordinatorNotAvailable
+                })?;
+                let image = self.metadata.image();
+                let partitions = image
+                    .topic(OFFSETS_TOPIC)
+                    .map_or(0, |t| t.partition_count());
+                let p = store::partition_for(key, partitions);
+                let leader = image
+                    .partition(OFFSETS_TOPIC, p)
+                    .and_then(|r| image.live_broker(r.leader))
+                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
+                Ok((BrokerId(leader.id), s(&leader.host), leader.port))
+            }
             // Transactions are answered by InitProducerId (not supported yet), not here.
-            KEY_TYPE_TRANSACTION => Ok(()),
+            KEY_TYPE_TRANSACTION => Ok((
+                self.node_id(),
+                s(&self.config.advertised_host),
+                self.config.advertised_port,
+            )),
             _ => Err(ResponseError::InvalidRequest),
         }
     }
 
-    pub fn find_coordinator(
+    pub async fn find_coordinator(
         &self,
         req: FindCoordinatorRequest,
         version: i16,
     ) -> FindCoordinatorResponse {
-        let host = s(&self.config.advertised_host);
-        let port = self.config.advertised_port;
         if version >= 4 {
-            let coordinators = req
-                .coordinator_keys
-                .iter()
-                .map(|key| {
-                    let c = Coordinator::default().with_key(key.clone());
-                    match self.coordinator_for(req.key_type) {
-                        Ok(()) => c
-                            .with_node_id(self.node_id())
-                            .with_host(host.clone())
-                            .with_port(port),
-                        Err(e) => c
-                            .with_node_id(BrokerId(-1))
-                            .with_port(-1)
-                            .with_error_code(e.code()),
-                    }
-                })
-                .collect();
+            let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+            for key in &req.coordinator_keys {
+                let c = Coordinator::default().with_key(key.clone());
+                coordinators.push(match self.coordinator_for(req.key_type, key).await {
+                    Ok((id, host, port)) => c.with_node_id(id).with_host(host).with_port(port),
+                    Err(e) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(e.code()),
+                });
+            }
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
-        match self.coordinator_for(req.key_type) {
-            Ok(()) => FindCoordinatorResponse::default()
-                .with_node_id(self.node_id())
+        match self.coordinator_for(req.key_type, &req.key).await {
+            Ok((id, host, port)) => FindCoordinatorResponse::default()
+                .with_node_id(id)
                 .with_host(host)
                 .with_port(port),
             Err(e) => FindCoordinatorResponse::default()
@@ -271,7 +286,7 @@ impl Broker {
                 if id.is_empty() {
                     return base.with_error_code(ResponseError::InvalidGroupId.code());
                 }
-                if self.ensure_group_coordinator().is_err() {
+                if self.group_coordinator_loaded().is_err() {
                     return base.with_error_code(ResponseError::CoordinatorNotAvailable.code());
                 }
                 let Some(d) = self.groups.describe(id) else {
@@ -320,7 +335,7 @@ impl Broker {
             .map(|id| {
                 let r = if id.is_empty() {
                     Err(ResponseError::InvalidGroupId)
-                } else if self.ensure_group_coordinator().is_err() {
+                } else if self.group_coordinator_loaded().is_err() {
                     Err(ResponseError::CoordinatorNotAvailable)
                 } else {
                     self.groups.delete(id).map_err(|e| errors::group_error(&e))

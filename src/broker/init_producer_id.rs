@@ -13,7 +13,7 @@ use super::Broker;
 use crate::protocol::errors;
 
 impl Broker {
-    pub fn init_producer_id(
+    pub async fn init_producer_id(
         &self,
         req: InitProducerIdRequest,
         _version: i16,
@@ -31,13 +31,13 @@ impl Broker {
         {
             return failed(ResponseError::TransactionalIdAuthorizationFailed);
         }
-        match self.producer_ids.next_id() {
+        match self.next_producer_id().await {
             Ok(id) => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(0),
             Err(e) => {
                 tracing::error!(error = %e, "cannot allocate a producer id");
-                failed(errors::log_error(&e))
+                failed(errors::topic_error(&e))
             }
         }
     }

@@ -1,13 +1,12 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
 //! local (-4), and by timestamp through the time index.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{Broker, LEADER_EPOCH};
+use super::Broker;
 use crate::log::PartitionLog;
 use crate::protocol::errors;
 
@@ -30,6 +29,7 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), crate::log::
 
 impl Broker {
     pub fn list_offsets(&self, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+        let image = self.metadata.image();
         let topics = req
             .topics
             .into_iter()
@@ -43,16 +43,21 @@ impl Broker {
                             .with_offset(-1)
                             .with_timestamp(-1)
                             .with_leader_epoch(-1);
-                        let Some(log) = self.partition_log(&t.name.0, p.partition_index) else {
-                            return base
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let (log, reg) = match self.leader_log(&image, &t.name.0, p.partition_index)
+                        {
+                            Ok(x) => x,
+                            Err(e) => return base.with_error_code(e.code()),
                         };
                         match lookup(&log, p.timestamp) {
                             // The leader epoch field exists from v4 on.
                             Ok((offset, ts)) => base
                                 .with_offset(offset)
                                 .with_timestamp(ts)
-                                .with_leader_epoch(if version >= 4 { LEADER_EPOCH } else { -1 }),
+                                .with_leader_epoch(if version >= 4 {
+                                    reg.leader_epoch
+                                } else {
+                                    -1
+                                }),
                             Err(e) => base.with_error_code(errors::log_error(&e).code()),
                         }
                     })

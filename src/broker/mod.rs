@@ -13,6 +13,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod replica_manager;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -22,26 +23,32 @@ use anyhow::Context;
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use kafka_protocol::error::ResponseError;
+
+use crate::cluster::rpc::{ControllerReply, ControllerRequest, NewTopic};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::group::store::OFFSETS_TOPIC;
 use crate::group::GroupCoordinator;
 use crate::log::{LogManager, PartitionLog};
-use crate::metadata::{Topic, TopicError, TopicRegistry};
+use crate::metadata::{MetadataCache, MetadataImage, PartitionRegistration, Topic, TopicError};
 use crate::producer::id_manager::ProducerIdManager;
 
-/// The leader epoch of every partition on a single broker that never changes leaders.
-pub const LEADER_EPOCH: i32 = 0;
+/// How long an admin change waits for the controller and for this broker's image.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Broker {
     pub config: Config,
     pub logs: LogManager,
-    pub topics: TopicRegistry,
+    /// The metadata image this broker's logs have been reconciled with.
+    pub metadata: MetadataCache,
+    pub cluster: Arc<Cluster>,
     pub producer_ids: ProducerIdManager,
     pub groups: GroupCoordinator,
-    /// Serialises the creation of `__consumer_offsets`.
-    groups_init: std::sync::Mutex<()>,
     /// Woken after every append so long-polling fetches look again.
     pub appended: tokio::sync::Notify,
+    /// The offset of the last image published to `metadata`.
+    pub(crate) published: tokio::sync::watch::Sender<u64>,
 }
 
 /// Who sent a request: the header's client id and the peer address (as Kafka shows them in
@@ -52,142 +59,205 @@ pub struct Client {
     pub host: String,
 }
 
+pub fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|b| BrokerId(*b)).collect()
+}
+
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
 impl Broker {
-    /// Loads the topic registry and every partition log (recovering them if the last shutdown
-    /// was not clean).
-    pub fn open(config: Config) -> anyhow::Result<Self> {
+    /// Opens every partition log (recovering them if the last shutdown was not clean). Which
+    /// of them this broker keeps, leads or deletes follows from the metadata image.
+    pub fn open(config: Config, cluster: Arc<Cluster>) -> anyhow::Result<Self> {
         let dir = config.log_dir.clone();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating log directory {}", dir.display()))?;
-        let topics =
-            TopicRegistry::load(&dir, config.log.clone()).context("loading the topic registry")?;
-        let configs: BTreeMap<String, crate::log::LogConfig> = topics
-            .list()
-            .iter()
-            .map(|t| (t.name.clone(), t.config.clone()))
-            .collect();
+        let image = cluster.image.borrow().clone();
         let defaults = config.log.clone();
         let (logs, stats) = LogManager::open(&dir, config.max_open_segment_files, move |t| {
-            configs.get(t).cloned().unwrap_or_else(|| defaults.clone())
+            image
+                .topic(t)
+                .map_or_else(|| defaults.clone(), |t| t.config.clone())
         })
         .context("opening the log directory")?;
         if stats.segments_scanned > 0 {
             tracing::info!(?stats, "recovered after an unclean shutdown");
         }
-        let producer_ids =
-            ProducerIdManager::load(&dir).context("loading the producer id block")?;
         let groups = GroupCoordinator::new(config.group.clone());
-        let broker = Self {
+        Ok(Self {
             config,
             logs,
-            topics,
-            producer_ids,
+            metadata: MetadataCache::default(),
+            cluster,
+            producer_ids: ProducerIdManager::default(),
             groups,
-            groups_init: std::sync::Mutex::new(()),
             appended: tokio::sync::Notify::new(),
-        };
-        // Partition directories of topics the registry does not know are leftovers of a delete
-        // interrupted by a crash.
-        for log in broker.logs.all() {
-            let known = broker
-                .topics
-                .get(log.topic())
-                .is_some_and(|t| log.partition() < t.partitions);
-            if !known {
-                broker.logs.delete(log.topic(), log.partition())?;
-            }
-        }
-        for t in broker.topics.list() {
-            broker.ensure_logs(&t)?;
-        }
-        if broker.topics.get(OFFSETS_TOPIC).is_some() {
-            broker
-                .ensure_group_coordinator()
-                .context("loading the group coordinator")?;
-        }
-        Ok(broker)
+            published: tokio::sync::watch::channel(0).0,
+        })
     }
 
-    /// Creates `__consumer_offsets` on first use (as Kafka does at the first FindCoordinator)
-    /// and replays it into the group coordinator.
-    pub fn ensure_group_coordinator(&self) -> Result<(), TopicError> {
-        if self.groups.is_loaded() {
-            return Ok(());
+    /// Waits until the handlers see an image at or past `offset`.
+    pub async fn wait_published(&self, offset: u64) -> Result<(), TopicError> {
+        let mut rx = self.published.subscribe();
+        let reached = tokio::time::timeout(ADMIN_TIMEOUT, rx.wait_for(|o| *o >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match reached {
+            true => Ok(()),
+            false => Err(TopicError::NotController(
+                "The change was committed but this broker's metadata did not catch up in time."
+                    .into(),
+            )),
         }
-        let _guard = self.groups_init.lock().unwrap_or_else(|p| p.into_inner());
-        if self.groups.is_loaded() {
-            return Ok(());
-        }
-        let topic = match self.topics.get(OFFSETS_TOPIC) {
-            Some(t) => t,
-            None => {
-                let overrides = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    (
-                        "segment.bytes".to_string(),
-                        self.config.group.offsets_topic_segment_bytes.to_string(),
-                    ),
-                ]);
-                self.create_topic(
-                    OFFSETS_TOPIC,
-                    self.config.group.offsets_topic_partitions,
-                    overrides,
-                )?
-            }
-        };
-        let logs = (0..topic.partitions)
-            .filter_map(|p| self.partition_log(OFFSETS_TOPIC, p))
-            .collect();
-        self.groups
-            .load(logs, LogManager::now_ms())
-            .map_err(TopicError::Storage)
     }
 
-    fn ensure_logs(&self, t: &Topic) -> Result<(), TopicError> {
-        for p in 0..t.partitions {
-            self.logs.get_or_create(&t.name, p, t.config.clone())?;
+    /// Sends a change to the controller and waits until this broker's image holds it.
+    pub async fn controller_change(&self, request: ControllerRequest) -> Result<(), TopicError> {
+        match self.cluster.call(request, ADMIN_TIMEOUT).await? {
+            ControllerReply::Done { offset } => self.wait_published(offset).await,
+            ControllerReply::Failed(e) => Err(e),
+            other => Err(TopicError::NotController(format!(
+                "unexpected controller answer {other:?}"
+            ))),
         }
-        Ok(())
+    }
+
+    /// Creates `__consumer_offsets` on first use (as Kafka does at the first FindCoordinator).
+    pub async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
+        if self.metadata.get(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let overrides = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.config.group.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]);
+        match self
+            .create_topic(
+                OFFSETS_TOPIC,
+                self.config.group.offsets_topic_partitions,
+                overrides,
+            )
+            .await
+        {
+            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The group coordinator serves once the offsets topic exists and is loaded here.
+    pub fn group_coordinator_loaded(&self) -> Result<(), TopicError> {
+        if self.groups.is_loaded() {
+            Ok(())
+        } else {
+            Err(TopicError::Unknown(OFFSETS_TOPIC.to_string()))
+        }
     }
 
     pub fn node_id(&self) -> BrokerId {
         BrokerId(self.config.node_id)
     }
 
+    /// The active controller as clients are told it (-1 while the quorum has no leader).
+    pub fn controller_id(&self) -> BrokerId {
+        let leader = self.cluster.raft.metrics().borrow().current_leader;
+        BrokerId(leader.map_or(-1, |l| l as i32))
+    }
+
     pub fn partition_log(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
         self.logs.get(topic, partition)
     }
 
-    /// Creates a topic durably with its partition logs.
-    pub fn create_topic(
+    /// The log of a partition this broker leads, with its leader epoch; otherwise the error a
+    /// client must see to look for the leader again.
+    pub fn leader_log(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<PartitionLog>, PartitionRegistration), ResponseError> {
+        let reg = image
+            .partition(topic, partition)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        if reg.leader == PartitionRegistration::NO_LEADER {
+            return Err(ResponseError::LeaderNotAvailable);
+        }
+        if reg.leader != self.config.node_id {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        let log = self
+            .partition_log(topic, partition)
+            .ok_or(ResponseError::NotLeaderOrFollower)?;
+        Ok((log, reg.clone()))
+    }
+
+    /// Creates a topic through the controller, placed over the live brokers.
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         overrides: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, TopicError> {
-        let topic = self
-            .topics
-            .insert(self.topics.prepare(name, partitions, overrides)?)?;
-        self.ensure_logs(&topic)?;
-        Ok(topic)
+        self.create(NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor: -1,
+            assignments: None,
+            overrides,
+            validate_only: false,
+            id: None,
+        })
+        .await
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        if self.topics.get(name).is_some_and(|t| t.internal) {
-            return Err(TopicError::InvalidName(format!(
-                "Topic {name} is an internal topic and cannot be deleted."
-            )));
+    pub async fn create(&self, topic: NewTopic) -> Result<Arc<Topic>, TopicError> {
+        let name = topic.name.clone();
+        let validate_only = topic.validate_only;
+        self.controller_change(ControllerRequest::CreateTopic(topic))
+            .await?;
+        if validate_only {
+            // Nothing stored: describe it as it would be.
+            return Err(TopicError::Unknown(name));
         }
-        let topic = self.topics.remove(name)?;
-        for p in 0..topic.partitions {
-            self.logs.delete(name, p)?;
+        self.metadata.get(&name).ok_or(TopicError::Unknown(name))
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.controller_change(ControllerRequest::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await
+    }
+
+    /// The next producer id, taking a new block from the controller when this one is used up.
+    pub async fn next_producer_id(&self) -> Result<i64, TopicError> {
+        loop {
+            if let Some(id) = self.producer_ids.next_id() {
+                return Ok(id);
+            }
+            let broker = self.config.node_id;
+            match self
+                .cluster
+                .call(
+                    ControllerRequest::AllocateProducerIds { broker },
+                    ADMIN_TIMEOUT,
+                )
+                .await?
+            {
+                ControllerReply::ProducerIds { first, .. } => self
+                    .producer_ids
+                    .add_block(first, crate::cluster::controller::PRODUCER_ID_BLOCK),
+                other => {
+                    return Err(TopicError::NotController(format!(
+                        "unexpected controller answer {other:?}"
+                    )))
+                }
+            }
         }
-        self.groups.forget_topic(name);
-        Ok(topic)
     }
 
     /// Periodic work: flush.ms, retention, checkpoints.

@@ -26,9 +26,9 @@ type Checked = (TopicName, Vec<(i32, Option<ResponseError>)>);
 
 impl Broker {
     fn partition_exists(&self, topic: &str, partition: i32) -> bool {
-        self.topics
+        self.metadata
             .get(topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition))
+            .is_some_and(|t| (0..t.partition_count()).contains(&partition))
     }
 
     pub fn offset_commit(&self, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
@@ -65,7 +65,7 @@ impl Broker {
         let group_result = if valid.is_empty() {
             Ok(())
         } else {
-            self.ensure_group_coordinator()
+            self.group_coordinator_loaded()
                 .map_err(|_| ResponseError::CoordinatorNotAvailable)
                 .and_then(|_| {
                     self.groups
@@ -109,7 +109,7 @@ impl Broker {
         group: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<TopicOffsets>, ResponseError> {
-        self.ensure_group_coordinator()
+        self.group_coordinator_loaded()
             .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
         let wanted: Option<Vec<(String, i32)>> = topics.as_ref().map(|ts| {
             ts.iter()
@@ -218,7 +218,7 @@ impl Broker {
             }
         }
         let results = self
-            .ensure_group_coordinator()
+            .group_coordinator_loaded()
             .map_err(|_| ResponseError::CoordinatorNotAvailable)
             .and_then(|_| {
                 self.groups

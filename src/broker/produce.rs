@@ -7,15 +7,12 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, LEADER_EPOCH};
+use super::Broker;
 use crate::log::LogError;
 use crate::protocol::errors;
 
 /// Produce v13 (KIP-516) names topics by id instead of by name.
 pub const FIRST_TOPIC_ID_VERSION: i16 = 13;
-
-/// The in-sync replicas of every partition on a single broker.
-const ISR_SIZE: i32 = 1;
 
 fn failed(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -30,12 +27,13 @@ fn failed(index: i32, e: ResponseError, message: Option<String>) -> PartitionPro
 impl Broker {
     pub async fn produce(&self, req: ProduceRequest, version: i16) -> ProduceResponse {
         let mut appended = false;
+        let image = self.metadata.image();
         let mut responses = Vec::with_capacity(req.topic_data.len());
         for td in req.topic_data {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
-                self.topics.by_id(td.topic_id)
+                self.metadata.by_id(td.topic_id)
             } else {
-                self.topics.get(&td.name.0)
+                self.metadata.get(&td.name.0)
             };
             let mut parts = Vec::with_capacity(td.partition_data.len());
             for pd in td.partition_data {
@@ -62,13 +60,17 @@ impl Broker {
                     parts.push(failed(index, ResponseError::InvalidRequiredAcks, None));
                     continue;
                 }
-                let Some(log) = self.partition_log(&topic.name, index) else {
-                    parts.push(failed(index, ResponseError::UnknownTopicOrPartition, None));
-                    continue;
+                let (log, reg) = match self.leader_log(&image, &topic.name, index) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        parts.push(failed(index, e, None));
+                        continue;
+                    }
                 };
                 let config = log.config();
-                if req.acks == -1 && config.min_insync_replicas > ISR_SIZE {
-                    let msg = format!("The size of the current ISR {ISR_SIZE} is insufficient to satisfy the min.isr requirement of {}", config.min_insync_replicas);
+                let isr = reg.isr.len() as i32;
+                if req.acks == -1 && config.min_insync_replicas > isr {
+                    let msg = format!("The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {}", config.min_insync_replicas);
                     parts.push(failed(index, ResponseError::NotEnoughReplicas, Some(msg)));
                     continue;
                 }
@@ -76,7 +78,7 @@ impl Broker {
                     parts.push(failed(index, ResponseError::CorruptMessage, None));
                     continue;
                 };
-                match log.append(records.to_vec(), LEADER_EPOCH) {
+                match log.append(records.to_vec(), reg.leader_epoch) {
                     Ok(info) => {
                         appended = true;
                         parts.push(

@@ -1,6 +1,7 @@
 //! CreateTopics and DeleteTopics.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -16,8 +17,9 @@ use uuid::Uuid;
 
 use super::configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::{topic_name, Broker};
+use crate::cluster::rpc::{ControllerRequest, NewTopic};
 use crate::log::config::topic_keys;
-use crate::metadata::Topic;
+use crate::metadata::{PartitionRegistration, Topic, TopicError};
 use crate::protocol::errors;
 
 type Failure = (ResponseError, String);
@@ -27,65 +29,33 @@ fn fail(e: ResponseError, msg: impl Into<String>) -> Failure {
 }
 
 impl Broker {
-    /// Checks one CreatableTopic and returns (partitions, overrides).
-    fn creatable(&self, t: &CreatableTopic) -> Result<(i32, BTreeMap<String, String>), Failure> {
-        let brokers = 1;
-        let partitions = if !t.assignments.is_empty() {
+    /// The controller's request for one CreatableTopic, after the checks that need no
+    /// cluster state.
+    fn new_topic(t: &CreatableTopic, validate_only: bool) -> Result<NewTopic, Failure> {
+        let assignments = if t.assignments.is_empty() {
+            None
+        } else {
             if t.num_partitions != -1 || t.replication_factor != -1 {
                 return Err(fail(ResponseError::InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time."));
             }
-            let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
-            indexes.sort_unstable();
-            if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+            let mut sorted: Vec<_> = t.assignments.iter().collect();
+            sorted.sort_by_key(|a| a.partition_index);
+            if sorted
+                .iter()
+                .enumerate()
+                .any(|(i, a)| a.partition_index != i as i32)
+            {
                 return Err(fail(
                     ResponseError::InvalidReplicaAssignment,
                     "Partitions must be numbered 0 to N-1 without gaps.",
                 ));
             }
-            for a in &t.assignments {
-                if a.broker_ids.iter().any(|b| *b != self.node_id()) || a.broker_ids.is_empty() {
-                    return Err(fail(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "Invalid replica assignment for partition {}: only broker {} exists.",
-                            a.partition_index, self.config.node_id
-                        ),
-                    ));
-                }
-                if a.broker_ids.len() > brokers {
-                    return Err(fail(
-                        ResponseError::InvalidReplicationFactor,
-                        format!(
-                            "Replication factor: {} larger than available brokers: {brokers}.",
-                            a.broker_ids.len()
-                        ),
-                    ));
-                }
-            }
-            t.assignments.len() as i32
-        } else {
-            let rf = if t.replication_factor == -1 {
-                self.config.default_replication_factor
-            } else {
-                t.replication_factor
-            };
-            if rf < 1 {
-                return Err(fail(
-                    ResponseError::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0.",
-                ));
-            }
-            if rf as usize > brokers {
-                return Err(fail(
-                    ResponseError::InvalidReplicationFactor,
-                    format!("Replication factor: {rf} larger than available brokers: {brokers}."),
-                ));
-            }
-            if t.num_partitions == -1 {
-                self.config.num_partitions
-            } else {
-                t.num_partitions
-            }
+            Some(
+                sorted
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect(),
+            )
         };
         let overrides = t
             .configs
@@ -96,7 +66,15 @@ impl Broker {
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        Ok((partitions, overrides))
+        Ok(NewTopic {
+            name: t.name.0.to_string(),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            assignments,
+            overrides,
+            validate_only,
+            id: None,
+        })
     }
 
     /// Every topic-level config with its value and source, as CreateTopics v5+ reports.
@@ -118,7 +96,11 @@ impl Broker {
             .collect()
     }
 
-    pub fn create_topics(&self, req: CreateTopicsRequest, _version: i16) -> CreateTopicsResponse {
+    pub async fn create_topics(
+        &self,
+        req: CreateTopicsRequest,
+        _version: i16,
+    ) -> CreateTopicsResponse {
         let mut seen = HashSet::new();
         let duplicates: HashSet<String> = req
             .topics
@@ -126,54 +108,95 @@ impl Broker {
             .filter(|t| !seen.insert(t.name.0.to_string()))
             .map(|t| t.name.0.to_string())
             .collect();
-        let results = req
-            .topics
-            .iter()
-            .map(|t| {
-                let name = t.name.0.to_string();
-                let base = CreatableTopicResult::default()
-                    .with_name(t.name.clone())
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1);
-                let outcome = if duplicates.contains(&name) {
-                    Err(fail(
-                        ResponseError::InvalidRequest,
-                        format!(
-                            "Create topics request from client contains duplicate topic {name}"
-                        ),
-                    ))
-                } else {
-                    self.creatable(t).and_then(|(partitions, overrides)| {
-                        let made = if req.validate_only {
-                            self.topics
-                                .prepare(&name, partitions, overrides)
-                                .map(std::sync::Arc::new)
-                        } else {
-                            self.create_topic(&name, partitions, overrides)
-                        };
-                        made.map_err(|e| (errors::topic_error(&e), e.to_string()))
-                    })
-                };
-                match outcome {
-                    Ok(topic) => base
-                        .with_topic_id(if req.validate_only {
-                            Uuid::nil()
-                        } else {
-                            topic.id
-                        })
-                        .with_num_partitions(topic.partitions)
-                        .with_replication_factor(1)
-                        .with_configs(Some(Self::topic_configs(&topic))),
-                    Err((e, msg)) => base
-                        .with_error_code(e.code())
-                        .with_error_message(Some(StrBytes::from_string(msg))),
+        let mut results = Vec::with_capacity(req.topics.len());
+        for t in &req.topics {
+            let name = t.name.0.to_string();
+            let base = CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
+            let outcome = if duplicates.contains(&name) {
+                Err(fail(
+                    ResponseError::InvalidRequest,
+                    format!("Create topics request from client contains duplicate topic {name}"),
+                ))
+            } else {
+                match Self::new_topic(t, req.validate_only) {
+                    Ok(new) => self
+                        .create_or_validate(new)
+                        .await
+                        .map_err(|e| (errors::topic_error(&e), e.to_string())),
+                    Err(f) => Err(f),
                 }
-            })
-            .collect();
+            };
+            results.push(match outcome {
+                Ok(topic) => base
+                    .with_topic_id(if req.validate_only {
+                        Uuid::nil()
+                    } else {
+                        topic.id
+                    })
+                    .with_num_partitions(topic.partition_count())
+                    .with_replication_factor(
+                        topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16,
+                    )
+                    .with_configs(Some(Self::topic_configs(&topic))),
+                Err((e, msg)) => base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(msg))),
+            });
+        }
         CreateTopicsResponse::default().with_topics(results)
     }
 
-    pub fn delete_topics(&self, req: DeleteTopicsRequest, _version: i16) -> DeleteTopicsResponse {
+    /// Creates the topic, or with validate_only describes it as it would be made.
+    async fn create_or_validate(&self, new: NewTopic) -> Result<Arc<Topic>, TopicError> {
+        if !new.validate_only {
+            return self.create(new).await;
+        }
+        let partitions = match &new.assignments {
+            Some(a) => a.clone(),
+            None => {
+                let n = if new.partitions == -1 {
+                    self.config.num_partitions
+                } else {
+                    new.partitions
+                };
+                let rf = if new.replication_factor == -1 {
+                    self.config.default_replication_factor
+                } else {
+                    new.replication_factor
+                };
+                vec![vec![self.config.node_id; rf.max(1) as usize]; n.max(0) as usize]
+            }
+        };
+        let overrides = new.overrides.clone();
+        let name = new.name.clone();
+        self.controller_change(ControllerRequest::CreateTopic(new))
+            .await?;
+        let config = self
+            .config
+            .log
+            .with_overrides(&overrides)
+            .map_err(TopicError::InvalidConfig)?;
+        Ok(Arc::new(Topic {
+            internal: name.starts_with("__"),
+            name,
+            id: Uuid::nil(),
+            partitions: partitions
+                .into_iter()
+                .map(PartitionRegistration::new)
+                .collect(),
+            overrides,
+            config,
+        }))
+    }
+
+    pub async fn delete_topics(
+        &self,
+        req: DeleteTopicsRequest,
+        _version: i16,
+    ) -> DeleteTopicsResponse {
         // v0–v5 name topics in `topic_names`; v6 in `topics`, by name or by id.
         let mut targets: Vec<(Option<String>, Uuid)> = req
             .topic_names
@@ -185,24 +208,24 @@ impl Broker {
                 .iter()
                 .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
         );
-        let responses = targets
-            .into_iter()
-            .map(|(name, id)| {
-                let name = name.or_else(|| self.topics.by_id(id).map(|t| t.name.clone()));
-                let result = DeletableTopicResult::default()
-                    .with_name(name.as_deref().map(topic_name))
-                    .with_topic_id(id);
-                let Some(name) = name else {
-                    return result.with_error_code(ResponseError::UnknownTopicId.code());
-                };
-                match self.delete_topic(&name) {
-                    Ok(t) => result.with_topic_id(t.id),
-                    Err(e) => result
-                        .with_error_code(errors::topic_error(&e).code())
-                        .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-                }
-            })
-            .collect();
+        let mut responses = Vec::with_capacity(targets.len());
+        for (name, id) in targets {
+            let name = name.or_else(|| self.metadata.by_id(id).map(|t| t.name.clone()));
+            let result = DeletableTopicResult::default()
+                .with_name(name.as_deref().map(topic_name))
+                .with_topic_id(id);
+            let Some(name) = name else {
+                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
+            };
+            let topic_id = self.metadata.get(&name).map_or(id, |t| t.id);
+            responses.push(match self.delete_topic(&name).await {
+                Ok(()) => result.with_topic_id(topic_id),
+                Err(e) => result
+                    .with_error_code(errors::topic_error(&e).code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+            });
+        }
         DeleteTopicsResponse::default().with_responses(responses)
     }
 }

@@ -51,8 +51,9 @@ pub struct GroupCoordinator {
     groups: DashMap<String, Arc<Mutex<Group>>>,
     /// Groups with members or pending member ids: the only ones the timers need to visit.
     active: DashMap<String, Arc<Mutex<Group>>>,
-    /// The partitions of `__consumer_offsets`, once the topic exists and has been replayed.
-    logs: OnceLock<Vec<Arc<PartitionLog>>>,
+    /// The partitions of `__consumer_offsets` once the topic exists and has been replayed:
+    /// Some for those this broker leads (their groups are coordinated here), None for the rest.
+    logs: OnceLock<Vec<Option<Arc<PartitionLog>>>>,
     last_expiry_ms: AtomicI64,
 }
 
@@ -80,11 +81,11 @@ impl GroupCoordinator {
     }
 
     /// Replays the offsets topic into memory and starts serving groups from it.
-    pub fn load(&self, logs: Vec<Arc<PartitionLog>>, now: i64) -> Result<(), LogError> {
+    pub fn load(&self, logs: Vec<Option<Arc<PartitionLog>>>, now: i64) -> Result<(), LogError> {
         let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut metadata: HashMap<String, StoredGroup> = HashMap::new();
         let mut records = 0usize;
-        for log in &logs {
+        for log in logs.iter().flatten() {
             for entry in store::replay(log)? {
                 records += 1;
                 match entry {
@@ -151,7 +152,8 @@ impl GroupCoordinator {
         let logs = self.logs.get().ok_or(GroupError::CoordinatorNotAvailable)?;
         let p = store::partition_for(group, logs.len() as i32);
         logs.get(p as usize)
-            .ok_or(GroupError::CoordinatorNotAvailable)
+            .and_then(Option::as_ref)
+            .ok_or(GroupError::NotCoordinator)
     }
 
     fn write(&self, group: &str, entries: &[Entry], now: i64) -> Result<(), GroupError> {
@@ -595,6 +597,7 @@ impl GroupCoordinator {
     pub fn compact(&self, now: i64) {
         let Some(logs) = self.logs.get() else { return };
         for (p, log) in logs.iter().enumerate() {
+            let Some(log) = log else { continue };
             if log.segment_count() < 2 {
                 continue;
             }
@@ -730,7 +733,8 @@ mod tests {
             offsets_retention_ms: 1_000,
             ..GroupConfig::default()
         });
-        c.load(parts, now).expect("load");
+        c.load(parts.into_iter().map(Some).collect(), now)
+            .expect("load");
         (logs, c)
     }
 

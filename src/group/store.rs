@@ -272,7 +272,8 @@ pub fn append(log: &PartitionLog, entries: &[Entry], now: i64) -> Result<(), Log
         .enumerate()
         .map(|(i, e)| batch::plain_record(i as i64, now, Some(e.key()), e.value()))
         .collect();
-    log.append(batch::encode(&records)?, crate::broker::LEADER_EPOCH)?;
+    // The offsets topic is written by its leader only; its epoch follows the log's latest.
+    log.append(batch::encode(&records)?, log.latest_epoch().unwrap_or(0))?;
     Ok(())
 }
 

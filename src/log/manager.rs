@@ -41,6 +41,9 @@ pub struct LogManager {
 type CheckpointEntries = (Vec<(String, i32, i64)>, Vec<(String, i32, i64)>);
 
 /// `<topic>-<partition>` as Kafka names a partition directory.
+/// The metadata quorum's log directory (Kafka's name), which `cluster` owns.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+
 pub fn partition_dir_name(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
@@ -106,6 +109,10 @@ impl LogManager {
             }
             if name.ends_with(DELETE_DIR_SUFFIX) {
                 remove_in_background(vec![path.clone()]);
+                continue;
+            }
+            // The metadata log lives beside the partitions, as in Kafka, but is not one.
+            if name == METADATA_LOG_DIR {
                 continue;
             }
             let Some((topic, partition)) = parse_partition_dir(name) else {

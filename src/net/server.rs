@@ -107,7 +107,7 @@ async fn group_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 
 fn any_flush_ms(broker: &Broker) -> bool {
     broker
-        .topics
+        .metadata
         .list()
         .iter()
         .any(|t| t.config.flush_ms.is_some())

@@ -83,7 +83,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(crate::broker::api_versions::response())
         }
-        RequestKind::Metadata(r) => ResponseKind::Metadata(broker.metadata(r, version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(broker.metadata(r, version).await),
         RequestKind::Produce(r) => {
             let acks = r.acks;
             let resp = broker.produce(r, version).await;
@@ -104,16 +104,16 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         RequestKind::Fetch(r) => ResponseKind::Fetch(broker.fetch(r, version).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker.list_offsets(r, version)),
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(broker.create_topics(r, version))
+            ResponseKind::CreateTopics(broker.create_topics(r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(broker.delete_topics(r, version))
+            ResponseKind::DeleteTopics(broker.delete_topics(r, version).await)
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(broker.init_producer_id(r, version))
+            ResponseKind::InitProducerId(broker.init_producer_id(r, version).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(broker.find_coordinator(r, version))
+            ResponseKind::FindCoordinator(broker.find_coordinator(r, version).await)
         }
         RequestKind::JoinGroup(r) => {
             let client = Client {
@@ -143,13 +143,13 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
             ResponseKind::DescribeConfigs(broker.describe_configs(r, version))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(broker.alter_configs(r, version))
+            ResponseKind::AlterConfigs(broker.alter_configs(r, version).await)
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(broker.incremental_alter_configs(r, version))
-        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            broker.incremental_alter_configs(r, version).await,
+        ),
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(broker.create_partitions(r, version))
+            ResponseKind::CreatePartitions(broker.create_partitions(r, version).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(broker.delete_records(r, version))

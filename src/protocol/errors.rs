@@ -32,7 +32,10 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
             ResponseError::InvalidPartitions
         }
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
-        TopicError::Storage(e) => log_error(e),
+        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        TopicError::NotController(_) => ResponseError::NotController,
+        TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
 

@@ -1,0 +1,470 @@
+//! The active controller (Kafka's QuorumController with its ClusterControlManager and
+//! ReplicationControlManager): runs on whichever voter leads the quorum, validates the
+//! changes brokers forward, places replicas, fences brokers that stop heartbeating, and turns
+//! each decision into metadata records committed through Raft.
+//!
+//! Never touches partition data, and never changes the image directly: records do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::raft_types::{NodeId, Raft};
+use super::rpc::{ControllerReply, ControllerRequest, NewTopic};
+use crate::log::LogConfig;
+use crate::metadata::records::{Applied, MetadataRecord, Rejection};
+use crate::metadata::{
+    check_override_text, validate_new_topic, MetadataImage, PartitionRegistration, TopicError,
+};
+
+/// Producer ids handed to a broker at a time (Kafka's block size).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+pub struct ControllerSettings {
+    pub node_id: i32,
+    pub defaults: LogConfig,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout: Duration,
+}
+
+pub struct Controller {
+    settings: ControllerSettings,
+    raft: Raft,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    /// When each broker last heartbeated to this controller, and the term it did so in.
+    last_seen: Mutex<(u64, HashMap<i32, Instant>)>,
+}
+
+/// Replica lists for `partitions` new partitions over the live brokers, `rf` each: broker
+/// `start + p` leads partition `p`, its followers the brokers after it. With racks, the
+/// broker list alternates racks first, so a partition's replicas span racks where it can.
+pub fn place(
+    live: &[(i32, Option<String>)],
+    partitions: i32,
+    rf: usize,
+    start: usize,
+) -> Vec<Vec<i32>> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in live {
+        by_rack.entry(rack.as_deref()).or_default().push(*id);
+    }
+    let mut order = Vec::with_capacity(live.len());
+    for i in 0.. {
+        let before = order.len();
+        for ids in by_rack.values() {
+            if let Some(id) = ids.get(i) {
+                order.push(*id);
+            }
+        }
+        if order.len() == before {
+            break;
+        }
+    }
+    let n = order.len();
+    (0..partitions as usize)
+        .map(|p| (0..rf).map(|j| order[(start + p + j) % n]).collect())
+        .collect()
+}
+
+fn fail(e: TopicError) -> ControllerReply {
+    ControllerReply::Failed(e)
+}
+
+impl Controller {
+    pub fn new(
+        settings: ControllerSettings,
+        raft: Raft,
+        image: watch::Receiver<Arc<MetadataImage>>,
+    ) -> Self {
+        Self {
+            settings,
+            raft,
+            image,
+            last_seen: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn me(&self) -> NodeId {
+        self.settings.node_id as NodeId
+    }
+
+    fn not_controller(&self) -> ControllerReply {
+        ControllerReply::NotController {
+            leader: self.raft.metrics().borrow().current_leader,
+        }
+    }
+
+    /// Commits one record; what applying it answered, and its offset.
+    async fn write(&self, record: MetadataRecord) -> Result<(Applied, u64), ControllerReply> {
+        match self.raft.client_write(record).await {
+            Ok(r) => Ok((r.data, r.log_id.index)),
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata write failed");
+                Err(self.not_controller())
+            }
+        }
+    }
+
+    async fn write_done(&self, record: MetadataRecord) -> ControllerReply {
+        match self.write(record).await {
+            Ok((Applied::Rejected(r), _)) => fail(match r {
+                Rejection::TopicExists(n) => TopicError::AlreadyExists(n),
+                Rejection::UnknownTopic(n) => TopicError::Unknown(n),
+                Rejection::UnknownBroker(id) => {
+                    TopicError::InvalidReplicaAssignment(format!("Unknown broker {id}"))
+                }
+            }),
+            Ok((_, offset)) => ControllerReply::Done { offset },
+            Err(reply) => reply,
+        }
+    }
+
+    /// This node's image once it holds everything committed before now, if it leads.
+    async fn leader_image(&self) -> Option<Arc<MetadataImage>> {
+        self.raft.ensure_linearizable().await.ok()?;
+        Some(self.image.borrow().clone())
+    }
+
+    pub async fn handle(&self, request: ControllerRequest) -> ControllerReply {
+        let Some(image) = self.leader_image().await else {
+            return self.not_controller();
+        };
+        match request {
+            ControllerRequest::RegisterBroker(reg) => {
+                self.saw(reg.id);
+                self.write_done(MetadataRecord::RegisterBroker(reg)).await
+            }
+            ControllerRequest::Heartbeat {
+                id,
+                incarnation,
+                shutting_down,
+            } => {
+                let Some(b) = image
+                    .brokers
+                    .get(&id)
+                    .filter(|b| b.incarnation == incarnation)
+                else {
+                    return ControllerReply::Heartbeat { fenced: true };
+                };
+                self.saw(id);
+                let record = match (b.fenced, shutting_down) {
+                    (false, true) => MetadataRecord::FenceBroker { id },
+                    (true, false) => MetadataRecord::UnfenceBroker { id },
+                    (fenced, _) => return ControllerReply::Heartbeat { fenced },
+                };
+                match self.write(record).await {
+                    Ok(_) => ControllerReply::Heartbeat {
+                        fenced: shutting_down,
+                    },
+                    Err(reply) => reply,
+                }
+            }
+            ControllerRequest::CreateTopic(t) => self.create_topic(&image, t).await,
+            ControllerRequest::DeleteTopic { name } => match image.topic(&name) {
+                None => fail(TopicError::Unknown(name)),
+                Some(t) if t.internal => fail(TopicError::InvalidName(format!(
+                    "Topic {name} is an internal topic and cannot be deleted."
+                ))),
+                Some(_) => self.write_done(MetadataRecord::RemoveTopic { name }).await,
+            },
+            ControllerRequest::AlterTopicConfig {
+                name,
+                overrides,
+                validate_only,
+            } => {
+                if image.topic(&name).is_none() {
+                    return fail(TopicError::Unknown(name));
+                }
+                if let Err(e) = check_override_text(&overrides).and_then(|_| {
+                    self.settings
+                        .defaults
+                        .with_overrides(&overrides)
+                        .map(|_| ())
+                        .map_err(TopicError::InvalidConfig)
+                }) {
+                    return fail(e);
+                }
+                if validate_only {
+                    return ControllerReply::Done {
+                        offset: image.offset,
+                    };
+                }
+                self.write_done(MetadataRecord::TopicConfig { name, overrides })
+                    .await
+            }
+            ControllerRequest::CreatePartitions {
+                name,
+                count,
+                assignments,
+                validate_only,
+            } => {
+                self.create_partitions(&image, name, count, assignments, validate_only)
+                    .await
+            }
+            ControllerRequest::AllocateProducerIds { broker } => {
+                match self
+                    .write(MetadataRecord::ProducerIds {
+                        broker,
+                        block_size: PRODUCER_ID_BLOCK,
+                    })
+                    .await
+                {
+                    Ok((Applied::ProducerIds { first }, offset)) => {
+                        ControllerReply::ProducerIds { first, offset }
+                    }
+                    Ok(_) => self.not_controller(),
+                    Err(reply) => reply,
+                }
+            }
+        }
+    }
+
+    fn live(image: &MetadataImage) -> Vec<(i32, Option<String>)> {
+        image
+            .live_brokers()
+            .map(|b| (b.id, b.rack.clone()))
+            .collect()
+    }
+
+    /// Checks explicit replica lists: every broker registered, none twice in a partition, and
+    /// every partition with as many replicas as the first.
+    fn check_assignments(
+        image: &MetadataImage,
+        assignments: &[Vec<i32>],
+    ) -> Result<(), TopicError> {
+        let rf = assignments.first().map_or(0, Vec::len);
+        for (p, replicas) in assignments.iter().enumerate() {
+            if replicas.is_empty() || replicas.len() != rf {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "All partitions should have the same number of replicas; partition {p} has {}.",
+                    replicas.len()
+                )));
+            }
+            let mut seen = replicas.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != replicas.len() {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "Duplicate brokers not allowed in replica assignment: {replicas:?} for partition {p}."
+                )));
+            }
+            if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "The manual partition assignment includes broker {b}, but no such broker is registered."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn placement(
+        &self,
+        image: &MetadataImage,
+        partitions: i32,
+        rf: i16,
+    ) -> Result<Vec<Vec<i32>>, TopicError> {
+        if rf < 1 {
+            return Err(TopicError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0.".into(),
+            ));
+        }
+        let live = Self::live(image);
+        if rf as usize > live.len() {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
+                live.len()
+            )));
+        }
+        let start = image
+            .topics
+            .values()
+            .map(|t| t.partitions.len())
+            .sum::<usize>();
+        Ok(place(&live, partitions, rf as usize, start))
+    }
+
+    async fn create_topic(&self, image: &MetadataImage, t: NewTopic) -> ControllerReply {
+        let replicas = match &t.assignments {
+            Some(a) => Self::check_assignments(image, a).map(|_| a.clone()),
+            None => {
+                let partitions = if t.partitions == -1 {
+                    self.settings.num_partitions
+                } else {
+                    t.partitions
+                };
+                let rf = if t.replication_factor == -1 {
+                    self.settings.default_replication_factor
+                } else {
+                    t.replication_factor
+                };
+                validate_new_topic(&t.name, partitions, &t.overrides, &self.settings.defaults)
+                    .and_then(|_| self.placement(image, partitions, rf))
+            }
+        };
+        let replicas = match replicas.and_then(|r| {
+            validate_new_topic(
+                &t.name,
+                r.len() as i32,
+                &t.overrides,
+                &self.settings.defaults,
+            )
+            .map(|_| r)
+        }) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        if image.topic(&t.name).is_some() {
+            return fail(TopicError::AlreadyExists(t.name));
+        }
+        if t.validate_only {
+            return ControllerReply::Done {
+                offset: image.offset,
+            };
+        }
+        self.write_done(MetadataRecord::Topic {
+            name: t.name,
+            id: t.id.unwrap_or_else(Uuid::new_v4),
+            partitions: replicas
+                .into_iter()
+                .map(PartitionRegistration::new)
+                .collect(),
+            overrides: t.overrides,
+        })
+        .await
+    }
+
+    async fn create_partitions(
+        &self,
+        image: &MetadataImage,
+        name: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> ControllerReply {
+        let Some(topic) = image.topic(&name) else {
+            return fail(TopicError::Unknown(name));
+        };
+        let current = topic.partition_count();
+        if count < current {
+            return fail(TopicError::InvalidPartitionCount(format!(
+                "Topic currently has {current} partitions, which is higher than the requested {count}."
+            )));
+        }
+        if count == current {
+            return fail(TopicError::InvalidPartitionCount(format!(
+                "Topic already has {current} partitions."
+            )));
+        }
+        let added = count - current;
+        let replicas = match assignments {
+            Some(a) => {
+                if a.len() as i32 != added {
+                    return fail(TopicError::InvalidReplicaAssignment(format!(
+                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        a.len()
+                    )));
+                }
+                Self::check_assignments(image, &a).map(|_| a)
+            }
+            None => {
+                let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+                self.placement(image, added, rf)
+            }
+        };
+        let replicas = match replicas {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        if validate_only {
+            return ControllerReply::Done {
+                offset: image.offset,
+            };
+        }
+        self.write_done(MetadataRecord::AddPartitions {
+            name,
+            partitions: replicas
+                .into_iter()
+                .map(PartitionRegistration::new)
+                .collect(),
+        })
+        .await
+    }
+
+    fn saw(&self, id: i32) {
+        let mut g = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.insert(id, Instant::now());
+    }
+
+    /// Fences brokers that have not heartbeated within the session timeout. A controller that
+    /// has just become leader first gives every broker a full session to reach it.
+    pub async fn fence_expired(&self) {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.me()) {
+            return;
+        }
+        let image = self.image.borrow().clone();
+        let now = Instant::now();
+        let expired: Vec<i32> = {
+            let mut g = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            if g.0 != metrics.current_term {
+                *g = (metrics.current_term, HashMap::new());
+            }
+            let seen = &mut g.1;
+            image
+                .live_brokers()
+                .filter(|b| {
+                    let last = *seen.entry(b.id).or_insert(now);
+                    now.duration_since(last) > self.settings.session_timeout
+                })
+                .map(|b| b.id)
+                .collect()
+        };
+        for id in expired {
+            tracing::warn!(
+                broker = id,
+                "no heartbeat within broker.session.timeout.ms: fenced"
+            );
+            let _ = self.write(MetadataRecord::FenceBroker { id }).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_leaders_and_replicas_evenly() {
+        let live: Vec<(i32, Option<String>)> = (1..=3).map(|i| (i, None)).collect();
+        let p = place(&live, 12, 3, 0);
+        for b in 1..=3 {
+            assert_eq!(p.iter().filter(|r| r[0] == b).count(), 4, "leaders of {b}");
+            assert_eq!(p.iter().filter(|r| r.contains(&b)).count(), 12);
+        }
+        assert!(p.iter().all(|r| {
+            let mut s = r.clone();
+            s.sort_unstable();
+            s.dedup();
+            s.len() == 3
+        }));
+    }
+
+    #[test]
+    fn placement_spans_racks() {
+        let live = vec![
+            (1, Some("a".to_string())),
+            (2, Some("a".to_string())),
+            (3, Some("b".to_string())),
+            (4, Some("b".to_string())),
+        ];
+        let rack = |id: i32| if id <= 2 { "a" } else { "b" };
+        for replicas in place(&live, 8, 2, 0) {
+            assert_ne!(rack(replicas[0]), rack(replicas[1]), "{replicas:?}");
+        }
+    }
+}

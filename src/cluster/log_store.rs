@@ -1,0 +1,363 @@
+//! The metadata log on disk (Kafka's `__cluster_metadata-0`): Raft entries, the vote and the
+//! committed index under `metadata.log.dir`, durable before the Raft library is told so.
+//!
+//! `log` holds frames of `[length u32][crc32c u32][entry as JSON]`. A torn or corrupt tail (a
+//! kill -9 mid-write, a bad disk block) is cut at the last whole frame on open, as the data log
+//! is recovered; the leader sends the rest again. Purges and truncations rewrite the file
+//! through a temp file and a rename: metadata is small and these are rare.
+//!
+//! Owns the bytes of the metadata log. Never interprets records: the state machine does.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::raft_types::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::log::checkpoint::{sync_dir, write_atomically};
+
+const LOG_FILE: &str = "log";
+const VOTE_FILE: &str = "vote";
+const COMMITTED_FILE: &str = "committed";
+const PURGED_FILE: &str = "purged";
+/// No metadata entry comes near this; a larger length is a corrupt frame.
+const MAX_FRAME: usize = 64 << 20;
+
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    file: File,
+    entries: BTreeMap<u64, Entry>,
+    last_purged: Option<LogId>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+}
+
+/// What opening the store found, for the start-up log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub entries: usize,
+    /// Bytes cut from a torn or corrupt tail.
+    pub truncated_bytes: u64,
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    write_atomically(path, &bytes).map_err(std::io::Error::other)
+}
+
+fn frame(entry: &Entry, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let payload = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// Whole, intact frames from the start of `bytes`, and where they end.
+fn parse_frames(bytes: &[u8]) -> (Vec<Entry>, usize) {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= 8 {
+        let len =
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let crc = u32::from_be_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        if len > MAX_FRAME || bytes.len() - at - 8 < len {
+            break;
+        }
+        let payload = &bytes[at + 8..at + 8 + len];
+        if crc32c::crc32c(payload) != crc {
+            break;
+        }
+        let Ok(entry) = serde_json::from_slice::<Entry>(payload) else {
+            break;
+        };
+        entries.push(entry);
+        at += 8 + len;
+    }
+    (entries, at)
+}
+
+impl LogStore {
+    pub fn open(dir: &Path) -> std::io::Result<(Self, Recovered)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(LOG_FILE);
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = File::open(&path) {
+            f.read_to_end(&mut bytes)?;
+        }
+        let (parsed, good) = parse_frames(&bytes);
+        let last_purged: Option<LogId> = read_json(&dir.join(PURGED_FILE))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut recovered = Recovered::default();
+        if good < bytes.len() {
+            recovered.truncated_bytes = (bytes.len() - good) as u64;
+            tracing::warn!(
+                file = %path.display(),
+                bytes = recovered.truncated_bytes,
+                "metadata log: torn or corrupt tail cut"
+            );
+            file.set_len(good as u64)?;
+            file.sync_all()?;
+        }
+        let floor = last_purged.map_or(0, |l| l.index + 1);
+        let mut entries = BTreeMap::new();
+        for e in parsed {
+            // Entries a purge had covered before a crash cut its rewrite short.
+            if e.log_id.index < floor {
+                continue;
+            }
+            let expected = entries
+                .keys()
+                .next_back()
+                .map_or(e.log_id.index, |last: &u64| last + 1);
+            if e.log_id.index != expected {
+                break;
+            }
+            entries.insert(e.log_id.index, e);
+        }
+        recovered.entries = entries.len();
+        let inner = Inner {
+            vote: read_json(&dir.join(VOTE_FILE))?,
+            committed: read_json(&dir.join(COMMITTED_FILE))?,
+            dir: dir.to_path_buf(),
+            file,
+            entries,
+            last_purged,
+        };
+        Ok((
+            Self {
+                inner: Arc::new(Mutex::new(inner)),
+            },
+            recovered,
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last entry's index (0 when empty), for `runnel cluster status`.
+    pub fn last_index(&self) -> u64 {
+        let g = self.lock();
+        g.entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(g.last_purged.map(|l| l.index))
+            .unwrap_or(0)
+    }
+}
+
+impl Inner {
+    /// Writes the remaining entries to a new file and swaps it in.
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        for e in self.entries.values() {
+            frame(e, &mut bytes)?;
+        }
+        let path = self.dir.join(LOG_FILE);
+        write_atomically(&path, &bytes).map_err(std::io::Error::other)?;
+        self.file = OpenOptions::new().append(true).open(&path)?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let g = self.lock();
+        let last = g.entries.values().next_back().map(|e| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: g.last_purged,
+            last_log_id: last.or(g.last_purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        write_json(&g.dir.join(VOTE_FILE), vote).map_err(|e| io_error(&e))?;
+        g.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        if g.committed == committed {
+            return Ok(());
+        }
+        write_json(&g.dir.join(COMMITTED_FILE), &committed).map_err(|e| io_error(&e))?;
+        g.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut g = self.lock();
+        let mut bytes = Vec::new();
+        let mut batch = Vec::new();
+        for e in entries {
+            frame(&e, &mut bytes).map_err(|e| io_error(&e))?;
+            batch.push(e);
+        }
+        let written = g.file.write_all(&bytes).and_then(|_| g.file.sync_data());
+        if let Err(e) = &written {
+            tracing::error!(error = %e, "metadata log write failed");
+        } else {
+            for e in batch {
+                g.entries.insert(e.log_id.index, e);
+            }
+        }
+        callback.log_io_completed(written);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        g.entries.split_off(&log_id.index);
+        g.rewrite().map_err(|e| io_error(&e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        write_json(&g.dir.join(PURGED_FILE), &log_id).map_err(|e| io_error(&e))?;
+        g.last_purged = Some(log_id);
+        g.entries = g.entries.split_off(&(log_id.index + 1));
+        g.rewrite().map_err(|e| io_error(&e))?;
+        sync_dir(&g.dir).map_err(|e| io_error(&std::io::Error::other(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn write_entries(dir: &Path, n: u64) {
+        let mut bytes = Vec::new();
+        for i in 0..n {
+            frame(&entry(i), &mut bytes).expect("frame");
+        }
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(dir.join(LOG_FILE), bytes).expect("write");
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_the_last_whole_frame() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write_entries(dir.path(), 5);
+        let path = dir.path().join(LOG_FILE);
+        let len = std::fs::metadata(&path).expect("meta").len();
+        let f = OpenOptions::new().write(true).open(&path).expect("open");
+        f.set_len(len - 3).expect("tear");
+        let (store, rec) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(rec.entries, 4);
+        assert!(rec.truncated_bytes > 0);
+        assert_eq!(store.last_index(), 3);
+        // What is left is exactly the whole frames.
+        let (_, again) = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            again,
+            Recovered {
+                entries: 4,
+                truncated_bytes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_corrupt_frame_ends_the_log() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write_entries(dir.path(), 5);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let second = 8 + u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        bytes[second + 12] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let (store, rec) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(rec.entries, 1);
+        assert_eq!(store.last_index(), 0);
+    }
+
+    #[tokio::test]
+    async fn truncate_and_purge_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write_entries(dir.path(), 10);
+        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        store.truncate(entry(8).log_id).await.expect("truncate");
+        store.purge(entry(3).log_id).await.expect("purge");
+        let (mut store, rec) = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(rec.entries, 4);
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(7));
+        let got = store.try_get_log_entries(4..8).await.expect("read");
+        assert_eq!(got.len(), 4);
+    }
+}

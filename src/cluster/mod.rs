@@ -1,0 +1,297 @@
+//! The cluster: the controller quorum (openraft over our metadata log and state machine), the
+//! controller listener, the active controller, and each broker's registration and heartbeats.
+//! A single node is a quorum of one voter with no listener to serve; nothing else differs.
+//!
+//! Owns consensus and the broker ↔ controller conversation. Never touches partition data:
+//! the broker reconciles its logs with the images this module publishes.
+
+pub mod controller;
+pub mod log_store;
+pub mod raft_types;
+pub mod registration;
+pub mod rpc;
+pub mod state_machine;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openraft::BasicNode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use self::controller::{Controller, ControllerSettings};
+use self::raft_types::{NodeId, Raft};
+use self::rpc::{ControllerReply, ControllerRequest, Reply, Request};
+use crate::config::Config;
+use crate::metadata::{MetadataImage, TopicError};
+
+/// Raft timing as KRaft sets it: a missing leader is noticed within about a second.
+const HEARTBEAT_MS: u64 = 200;
+const ELECTION_TIMEOUT_MIN_MS: u64 = 800;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 1600;
+/// Entries between snapshots; a restart replays at most this many.
+const SNAPSHOT_EVERY: u64 = 1000;
+const CONTROLLER_TICK: Duration = Duration::from_millis(500);
+/// One controller call (connect, send, reply).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Cluster {
+    pub node_id: i32,
+    pub cluster_id: Arc<str>,
+    pub raft: Raft,
+    pub controller: Arc<Controller>,
+    /// Images as the state machine applies them.
+    pub image: watch::Receiver<Arc<MetadataImage>>,
+    voters: BTreeMap<NodeId, BasicNode>,
+    /// The connection to the active controller, when it is another node.
+    leader_conn: tokio::sync::Mutex<Option<(NodeId, TcpStream)>>,
+}
+
+/// Where the metadata log lives: `metadata.log.dir`, or `__cluster_metadata-0` in the log dir.
+pub fn metadata_dir(config: &Config) -> PathBuf {
+    config
+        .cluster
+        .metadata_log_dir
+        .clone()
+        .unwrap_or_else(|| config.log_dir.clone())
+        .join(crate::log::manager::METADATA_LOG_DIR)
+}
+
+const META_PROPERTIES: &str = "meta.properties";
+
+/// Kafka's `meta.properties`: the log directory belongs to one cluster and one node. Written
+/// at the first start, checked at every other; a mismatch stops start-up with one line.
+pub fn claim_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.log_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(META_PROPERTIES);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let props = crate::config::parse_properties(&text);
+            let get = |k: &str| props.get(k).map(String::as_str).unwrap_or("");
+            if get("cluster.id") != config.cluster_id {
+                anyhow::bail!(
+                    "log directory {} belongs to cluster {:?}, not {:?} (cluster.id / CLUSTER_ID)",
+                    dir.display(),
+                    get("cluster.id"),
+                    config.cluster_id
+                );
+            }
+            if get("node.id") != config.node_id.to_string() {
+                anyhow::bail!(
+                    "log directory {} belongs to node {}, not node.id {}",
+                    dir.display(),
+                    get("node.id"),
+                    config.node_id
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = format!(
+                "# Written by runnel at the first start.\nversion=1\ncluster.id={}\nnode.id={}\n",
+                config.cluster_id, config.node_id
+            );
+            crate::log::checkpoint::write_atomically(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+impl Cluster {
+    /// Opens the metadata log, starts the Raft node (initialising the quorum on first start)
+    /// and serves the controller listener, if this node has one.
+    pub async fn start(
+        config: &Config,
+        controller_listener: Option<TcpListener>,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = metadata_dir(config);
+        let (log_store, recovered) = log_store::LogStore::open(&dir)
+            .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
+        if recovered.truncated_bytes > 0 {
+            tracing::warn!(?recovered, "metadata log recovered");
+        }
+        let (state_machine, image) = state_machine::StateMachine::open(&dir, config.log.clone())
+            .with_context(|| format!("reading the metadata snapshot in {}", dir.display()))?;
+        let raft_config = openraft::Config {
+            cluster_name: config.cluster_id.clone(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .context("Raft settings")?;
+        let cluster_id: Arc<str> = Arc::from(config.cluster_id.as_str());
+        let node_id = config.node_id;
+        let voters: BTreeMap<NodeId, BasicNode> = if config.cluster.voters.is_empty() {
+            BTreeMap::from([(node_id as NodeId, BasicNode::new(""))])
+        } else {
+            config
+                .cluster
+                .voters
+                .iter()
+                .map(|v| (v.id as NodeId, BasicNode::new(v.addr())))
+                .collect()
+        };
+        let network = transport::Network {
+            cluster_id: cluster_id.clone(),
+        };
+        let raft = Raft::new(
+            node_id as NodeId,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .context("starting the Raft node")?;
+        let stored = raft.metrics().borrow().membership_config.clone();
+        let stored_voters: Vec<NodeId> = stored.voter_ids().collect();
+        if !stored_voters.is_empty() && stored_voters != voters.keys().copied().collect::<Vec<_>>()
+        {
+            anyhow::bail!(
+                "controller.quorum.voters lists {:?} but the metadata log in {} was formed by voters {stored_voters:?}",
+                voters.keys().collect::<Vec<_>>(),
+                dir.display()
+            );
+        }
+        if !raft.is_initialized().await.unwrap_or(true) {
+            // Every voter does this with the same list; the first entry is identical on all.
+            if let Err(e) = raft.initialize(voters.clone()).await {
+                tracing::debug!(error = %e, "quorum already initialised");
+            }
+        }
+        let controller = Arc::new(Controller::new(
+            ControllerSettings {
+                node_id,
+                defaults: config.log.clone(),
+                num_partitions: config.num_partitions,
+                default_replication_factor: config.default_replication_factor,
+                session_timeout: Duration::from_millis(config.cluster.session_timeout_ms),
+            },
+            raft.clone(),
+            image.clone(),
+        ));
+        if let Some(listener) = controller_listener {
+            tokio::spawn(transport::serve(
+                listener,
+                raft.clone(),
+                controller.clone(),
+                cluster_id.clone(),
+                stop.clone(),
+            ));
+        }
+        let c = controller.clone();
+        let mut tick_stop = stop;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(CONTROLLER_TICK) => c.fence_expired().await,
+                    _ = tick_stop.changed() => return,
+                }
+            }
+        });
+        Ok(Arc::new(Self {
+            node_id,
+            cluster_id,
+            raft,
+            controller,
+            image,
+            voters,
+            leader_conn: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Sends a request to the active controller (this node or another voter), following
+    /// leader changes, until it is answered or `timeout` passes.
+    pub async fn call(
+        &self,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerReply, TopicError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut leader_hint: Option<NodeId> = None;
+        loop {
+            let leader = leader_hint
+                .take()
+                .or_else(|| self.raft.metrics().borrow().current_leader);
+            let reply = match leader {
+                None => None,
+                Some(id) if id == self.node_id as NodeId => {
+                    Some(self.controller.handle(request.clone()).await)
+                }
+                Some(id) => self.call_remote(id, request.clone()).await,
+            };
+            match reply {
+                Some(ControllerReply::NotController { leader }) => {
+                    leader_hint = leader.filter(|l| Some(*l) != self.current_leader());
+                }
+                Some(r) => return Ok(r),
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(TopicError::NotController(
+                    "The controller quorum did not answer in time.".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    async fn call_remote(&self, id: NodeId, request: ControllerRequest) -> Option<ControllerReply> {
+        let addr = self.voters.get(&id)?.addr.clone();
+        let mut conn = self.leader_conn.lock().await;
+        let mut stream = match conn.take() {
+            Some((cached, s)) if cached == id => s,
+            _ => transport::connect(&addr, CALL_TIMEOUT).await.ok()?,
+        };
+        match transport::exchange(
+            &mut stream,
+            &self.cluster_id,
+            Request::Controller(request),
+            CALL_TIMEOUT,
+        )
+        .await
+        {
+            Ok(Reply::Controller(r)) => {
+                *conn = Some((id, stream));
+                Some(r)
+            }
+            Ok(other) => {
+                tracing::warn!(node = id, reply = ?other, "unexpected answer from the controller");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(node = id, error = %e, "controller call failed");
+                None
+            }
+        }
+    }
+
+    /// Waits until this node's applied image reaches `offset`.
+    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
+        let mut rx = self.image.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|i| i.offset >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft shutdown");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! A broker's life as the controller sees it (Kafka's BrokerLifecycleManager): register with
+//! a fresh incarnation, heartbeat every `broker.heartbeat.interval.ms` (the first one unfences
+//! it), register again if the controller has forgotten it, and on SIGTERM ask to be fenced so
+//! its leaderships move before the process exits (controlled shutdown).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::rpc::{ControllerReply, ControllerRequest};
+use super::Cluster;
+use crate::metadata::BrokerRegistration;
+
+/// How long a registration keeps trying before start-up gives up.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a controlled shutdown waits for the controller.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Registers and waits until this node's image holds the registration and the unfencing, so
+/// the broker starts serving with metadata at least that fresh.
+pub async fn register(cluster: &Cluster, reg: &BrokerRegistration) -> anyhow::Result<()> {
+    let reply = cluster
+        .call(
+            ControllerRequest::RegisterBroker(reg.clone()),
+            REGISTER_TIMEOUT,
+        )
+        .await?;
+    let ControllerReply::Done { offset } = reply else {
+        anyhow::bail!("broker registration refused: {reply:?}");
+    };
+    if !cluster.wait_applied(offset, REGISTER_TIMEOUT).await {
+        anyhow::bail!("the metadata log did not reach the registration in time");
+    }
+    heartbeat(cluster, reg, false).await;
+    Ok(())
+}
+
+async fn heartbeat(cluster: &Cluster, reg: &BrokerRegistration, shutting_down: bool) -> bool {
+    let request = ControllerRequest::Heartbeat {
+        id: reg.id,
+        incarnation: reg.incarnation,
+        shutting_down,
+    };
+    let timeout = if shutting_down {
+        SHUTDOWN_TIMEOUT
+    } else {
+        super::CALL_TIMEOUT
+    };
+    matches!(
+        cluster.call(request, timeout).await,
+        Ok(ControllerReply::Heartbeat { .. })
+    )
+}
+
+/// Heartbeats until `stop`; re-registers when the controller no longer knows this
+/// incarnation (it was fenced and forgotten, or the metadata was restored from elsewhere).
+pub async fn heartbeat_loop(
+    cluster: Arc<Cluster>,
+    reg: BrokerRegistration,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        heartbeat(&cluster, &reg, false).await;
+        let known = cluster
+            .image
+            .borrow()
+            .brokers
+            .get(&reg.id)
+            .is_some_and(|b| b.incarnation == reg.incarnation);
+        if !known {
+            tracing::warn!("the controller no longer knows this broker: registering again");
+            if let Err(e) = register(&cluster, &reg).await {
+                tracing::warn!(error = %e, "registration failed");
+            }
+        }
+    }
+}
+
+/// Asks to be fenced (leaderships move away), bounded by a few seconds.
+pub async fn controlled_shutdown(cluster: &Cluster, reg: &BrokerRegistration) {
+    if heartbeat(cluster, reg, true).await {
+        tracing::info!("controlled shutdown: fenced, leaderships moved");
+    } else {
+        tracing::warn!("controlled shutdown: the controller did not answer");
+    }
+}

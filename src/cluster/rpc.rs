@@ -1,0 +1,108 @@
+//! The messages of the controller listener: Raft's own RPCs between voters, and the requests
+//! brokers send the active controller (registration, heartbeats, forwarded admin changes).
+//! Every frame carries the cluster id; a node of another cluster is refused.
+
+use std::collections::BTreeMap;
+
+use openraft::error::{Fatal, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::raft_types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+use crate::metadata::{BrokerRegistration, TopicError};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub cluster_id: String,
+    pub body: T,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
+    Controller(ControllerRequest),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
+    Controller(ControllerReply),
+    /// Wrong cluster id, or a message this node cannot take: the text says which.
+    Refused(String),
+}
+
+/// A topic to create, as CreateTopics asks for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: `num.partitions` (ignored with assignments).
+    pub partitions: i32,
+    /// -1: `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replicas per partition, partition 0 first.
+    pub assignments: Option<Vec<Vec<i32>>>,
+    pub overrides: BTreeMap<String, String>,
+    pub validate_only: bool,
+    /// Keeps a topic's id when an existing registry is imported; new topics get a fresh one.
+    pub id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    RegisterBroker(BrokerRegistration),
+    Heartbeat {
+        id: i32,
+        incarnation: Uuid,
+        /// Controlled shutdown: fence me now so my leaderships move before I exit.
+        shutting_down: bool,
+    },
+    CreateTopic(NewTopic),
+    DeleteTopic {
+        name: String,
+    },
+    AlterTopicConfig {
+        name: String,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
+    AllocateProducerIds {
+        broker: i32,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// Done; visible in any image at or past `offset`.
+    Done {
+        offset: u64,
+    },
+    ProducerIds {
+        first: i64,
+        offset: u64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
+    Failed(TopicError),
+    /// This node does not lead the quorum; ask the leader (if known).
+    NotController {
+        leader: Option<NodeId>,
+    },
+}

@@ -1,0 +1,326 @@
+//! The metadata image (Kafka's MetadataImage): brokers, topics with their partitions, and the
+//! producer-id counter, as of one offset of the metadata log. Every node replays the same
+//! records into it; handlers read an `Arc` of the latest one and never see it change under them.
+//!
+//! Owns how a record changes the image, including the leader moves that fencing and
+//! unfencing imply. Never decides anything: the controller chooses, records say what it chose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::records::{Applied, BrokerRegistration, MetadataRecord, Rejection};
+use super::{PartitionRegistration, Topic};
+use crate::log::LogConfig;
+
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    /// The Raft log index of the last record applied (0: nothing yet).
+    pub offset: u64,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    pub topics: BTreeMap<String, Arc<Topic>>,
+    ids: HashMap<Uuid, String>,
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&Arc<Topic>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<Topic>> {
+        self.ids.get(&id).and_then(|n| self.topics.get(n))
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionRegistration> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.topics.get(topic)?.partitions.get(p))
+    }
+
+    /// Registered brokers that are not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn live_broker(&self, id: i32) -> Option<&BrokerRegistration> {
+        self.brokers.get(&id).filter(|b| !b.fenced)
+    }
+
+    /// Applies one record. `defaults` are this node's topic defaults (the `log.*` keys).
+    pub fn apply(&mut self, record: MetadataRecord, defaults: &LogConfig) -> Applied {
+        match record {
+            MetadataRecord::RegisterBroker(reg) => {
+                // A restart: what it led moves (or goes offline) until it is unfenced again.
+                self.fence(reg.id);
+                self.brokers.insert(
+                    reg.id,
+                    BrokerRegistration {
+                        fenced: true,
+                        ..reg
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker { id } => {
+                if !self.brokers.contains_key(&id) {
+                    return Applied::Rejected(Rejection::UnknownBroker(id));
+                }
+                self.fence(id);
+            }
+            MetadataRecord::UnfenceBroker { id } => {
+                let Some(b) = self.brokers.get_mut(&id) else {
+                    return Applied::Rejected(Rejection::UnknownBroker(id));
+                };
+                b.fenced = false;
+                self.update_partitions(|p| {
+                    if p.leader == PartitionRegistration::NO_LEADER && p.isr.contains(&id) {
+                        p.leader = id;
+                        p.leader_epoch += 1;
+                        return true;
+                    }
+                    false
+                });
+            }
+            MetadataRecord::Topic {
+                name,
+                id,
+                partitions,
+                overrides,
+            } => {
+                if self.topics.contains_key(&name) {
+                    return Applied::Rejected(Rejection::TopicExists(name));
+                }
+                let config = defaults.with_overrides(&overrides).unwrap_or_else(|e| {
+                    // Validated by the controller; a node whose own defaults reject the
+                    // combination still serves the topic, with its defaults.
+                    tracing::warn!(topic = %name, error = %e, "topic overrides not applicable here");
+                    defaults.clone()
+                });
+                self.ids.insert(id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    Arc::new(Topic {
+                        internal: name.starts_with("__"),
+                        name,
+                        id,
+                        partitions,
+                        overrides,
+                        config,
+                    }),
+                );
+            }
+            MetadataRecord::RemoveTopic { name } => match self.topics.remove(&name) {
+                Some(t) => {
+                    self.ids.remove(&t.id);
+                }
+                None => return Applied::Rejected(Rejection::UnknownTopic(name)),
+            },
+            MetadataRecord::TopicConfig { name, overrides } => {
+                let Some(t) = self.topics.get_mut(&name) else {
+                    return Applied::Rejected(Rejection::UnknownTopic(name));
+                };
+                let t = Arc::make_mut(t);
+                t.config = defaults
+                    .with_overrides(&overrides)
+                    .unwrap_or_else(|_| defaults.clone());
+                t.overrides = overrides;
+            }
+            MetadataRecord::AddPartitions { name, partitions } => {
+                let Some(t) = self.topics.get_mut(&name) else {
+                    return Applied::Rejected(Rejection::UnknownTopic(name));
+                };
+                Arc::make_mut(t).partitions.extend(partitions);
+            }
+            MetadataRecord::ProducerIds { block_size, .. } => {
+                let first = self.next_producer_id;
+                self.next_producer_id += block_size;
+                return Applied::ProducerIds { first };
+            }
+        }
+        Applied::Done
+    }
+
+    /// Fences a broker: its leaderships go to another unfenced ISR member, or the partition
+    /// goes offline keeping its ISR (so only an in-sync replica can lead it again).
+    fn fence(&mut self, id: i32) {
+        let Some(b) = self.brokers.get_mut(&id) else {
+            return;
+        };
+        b.fenced = true;
+        let live: Vec<i32> = self.live_brokers().map(|b| b.id).collect();
+        self.update_partitions(|p| {
+            if p.leader != id {
+                return false;
+            }
+            match p.isr.iter().copied().find(|r| *r != id && live.contains(r)) {
+                Some(next) => {
+                    p.isr.retain(|r| *r != id);
+                    p.leader = next;
+                }
+                None => p.leader = PartitionRegistration::NO_LEADER,
+            }
+            p.leader_epoch += 1;
+            true
+        });
+    }
+
+    /// Runs `change` on every partition; those it changed get a new partition epoch.
+    fn update_partitions(&mut self, mut change: impl FnMut(&mut PartitionRegistration) -> bool) {
+        for t in self.topics.values_mut() {
+            if !t.partitions.iter().any(|p| change(&mut p.clone())) {
+                continue;
+            }
+            for p in &mut Arc::make_mut(t).partitions {
+                if change(p) {
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// The image as the records that rebuild it: a snapshot's contents.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out: Vec<MetadataRecord> = self
+            .brokers
+            .values()
+            .map(|b| MetadataRecord::RegisterBroker(b.clone()))
+            .collect();
+        out.extend(
+            self.brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| MetadataRecord::UnfenceBroker { id: b.id }),
+        );
+        out.extend(self.topics.values().map(|t| MetadataRecord::Topic {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: t.partitions.clone(),
+            overrides: t.overrides.clone(),
+        }));
+        out.push(MetadataRecord::ProducerIds {
+            broker: -1,
+            block_size: self.next_producer_id,
+        });
+        out
+    }
+
+    /// Rebuilds an image from a snapshot's records, exactly: replay here must not move leaders,
+    /// so topics go in after the brokers have their final fencing.
+    pub fn from_records(records: Vec<MetadataRecord>, offset: u64, defaults: &LogConfig) -> Self {
+        let mut image = Self {
+            offset,
+            ..Self::default()
+        };
+        for r in records {
+            image.apply(r, defaults);
+        }
+        image
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(id: i32) -> MetadataRecord {
+        MetadataRecord::RegisterBroker(BrokerRegistration {
+            id,
+            incarnation: Uuid::new_v4(),
+            host: "127.0.0.1".into(),
+            port: 9000 + id,
+            rack: None,
+            fenced: false,
+        })
+    }
+
+    fn image_with_three() -> MetadataImage {
+        let d = LogConfig::default();
+        let mut i = MetadataImage::default();
+        for id in 1..=3 {
+            i.apply(broker(id), &d);
+            i.apply(MetadataRecord::UnfenceBroker { id }, &d);
+        }
+        let mut p = PartitionRegistration::new(vec![1, 2, 3]);
+        p.isr = vec![1, 2, 3];
+        i.apply(
+            MetadataRecord::Topic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                partitions: vec![p, PartitionRegistration::new(vec![2])],
+                overrides: BTreeMap::new(),
+            },
+            &d,
+        );
+        i
+    }
+
+    #[test]
+    fn registration_fences_until_unfenced() {
+        let d = LogConfig::default();
+        let mut i = MetadataImage::default();
+        i.apply(broker(1), &d);
+        assert_eq!(i.live_brokers().count(), 0);
+        i.apply(MetadataRecord::UnfenceBroker { id: 1 }, &d);
+        assert_eq!(i.live_brokers().count(), 1);
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_or_takes_the_partition_offline() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        i.apply(MetadataRecord::FenceBroker { id: 1 }, &d);
+        let p0 = i.partition("t", 0).expect("p0").clone();
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        i.apply(MetadataRecord::FenceBroker { id: 2 }, &d);
+        let p1 = i.partition("t", 1).expect("p1").clone();
+        assert_eq!((p1.leader, p1.isr.clone()), (-1, vec![2]));
+        assert_eq!(i.partition("t", 0).expect("p0").leader, 3);
+        // Back: it leads again what only it had, with a new epoch.
+        i.apply(MetadataRecord::UnfenceBroker { id: 2 }, &d);
+        let p1 = i.partition("t", 1).expect("p1").clone();
+        assert_eq!((p1.leader, p1.leader_epoch, p1.partition_epoch), (2, 2, 2));
+    }
+
+    #[test]
+    fn snapshot_records_rebuild_the_same_image() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        i.apply(MetadataRecord::FenceBroker { id: 3 }, &d);
+        let first = i.apply(
+            MetadataRecord::ProducerIds {
+                broker: 1,
+                block_size: 1000,
+            },
+            &d,
+        );
+        assert_eq!(first, Applied::ProducerIds { first: 0 });
+        let again = MetadataImage::from_records(i.to_records(), 7, &d);
+        assert_eq!(again.offset, 7);
+        assert_eq!(again.brokers, i.brokers);
+        assert_eq!(again.next_producer_id, 1000);
+        assert_eq!(
+            again.topic("t").expect("t").partitions,
+            i.topic("t").expect("t").partitions
+        );
+        assert!(again.topic_by_id(i.topic("t").expect("t").id).is_some());
+    }
+
+    #[test]
+    fn conflicting_records_are_rejected() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        let dup = MetadataRecord::Topic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: vec![],
+            overrides: BTreeMap::new(),
+        };
+        assert!(matches!(i.apply(dup, &d), Applied::Rejected(_)));
+        let gone = MetadataRecord::RemoveTopic { name: "x".into() };
+        assert!(matches!(i.apply(gone, &d), Applied::Rejected(_)));
+    }
+}

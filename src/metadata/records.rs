@@ -1,0 +1,112 @@
+//! Metadata records: one record per change to the cluster's metadata, as Kafka's KRaft log
+//! holds them (`RegisterBrokerRecord`, `FenceBrokerRecord`, `TopicRecord`, `PartitionRecord`,
+//! `ConfigRecord`, `ProducerIdsRecord`, ...). They are the entries of the Raft log and, written
+//! out from an image, its snapshots.
+//!
+//! Records are facts decided by the controller (placement, leaders, ids); applying them is
+//! deterministic on every node. Never holds behaviour: `image` applies them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A broker as it registered with the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    /// New at every start of the process: a registration with another incarnation is a restart.
+    pub incarnation: Uuid,
+    /// The endpoint clients are told (`advertised.listeners`).
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is not listed to clients.
+    pub fenced: bool,
+}
+
+/// One partition's replicas and leadership (Kafka's PartitionRegistration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRegistration {
+    /// The first replica is the preferred leader.
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1: no leader (offline).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Bumped by every change of the partition, leader or not.
+    pub partition_epoch: i32,
+}
+
+impl PartitionRegistration {
+    pub const NO_LEADER: i32 = -1;
+
+    /// A new partition led by its first replica, in sync with the leader alone: followers join
+    /// the ISR only once they replicate (until then only the leader holds the data).
+    pub fn new(replicas: Vec<i32>) -> Self {
+        let leader = replicas.first().copied().unwrap_or(Self::NO_LEADER);
+        Self {
+            isr: vec![leader],
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// A broker (re)registers; it stays fenced until its first heartbeat.
+    RegisterBroker(BrokerRegistration),
+    /// Missed heartbeats, or a controlled shutdown: its leaderships move to other ISR members.
+    FenceBroker {
+        id: i32,
+    },
+    UnfenceBroker {
+        id: i32,
+    },
+    Topic {
+        name: String,
+        id: Uuid,
+        partitions: Vec<PartitionRegistration>,
+        overrides: BTreeMap<String, String>,
+    },
+    RemoveTopic {
+        name: String,
+    },
+    /// Replaces a topic's overrides.
+    TopicConfig {
+        name: String,
+        overrides: BTreeMap<String, String>,
+    },
+    /// Partitions appended to a topic (CreatePartitions).
+    AddPartitions {
+        name: String,
+        partitions: Vec<PartitionRegistration>,
+    },
+    /// Hands a block of producer ids to a broker.
+    ProducerIds {
+        broker: i32,
+        block_size: i64,
+    },
+}
+
+/// What applying a record did, returned to the controller that proposed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Applied {
+    Done,
+    /// The first id of the block handed out.
+    ProducerIds {
+        first: i64,
+    },
+    /// The record no longer fits the image (a concurrent change got there first).
+    Rejected(Rejection),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rejection {
+    TopicExists(String),
+    UnknownTopic(String),
+    UnknownBroker(i32),
+}
