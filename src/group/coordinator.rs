@@ -821,7 +821,7 @@ mod tests {
             }
             c.delete("d").expect("delete");
             c.compact(0);
-            for log in c.logs.get().expect("loaded") {
+            for log in c.logs.get().expect("loaded").iter().flatten() {
                 assert!(
                     log.segment_count() <= 2,
                     "segments: {}",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod batches;
+pub mod cluster;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};

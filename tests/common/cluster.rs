@@ -1,0 +1,170 @@
+//! Several real `runnel serve` processes forming one cluster on 127.0.0.1: each node is a
+//! broker and a voter of the controller quorum, with its own client port, controller port and
+//! data directory. Nodes can be killed (-9) and restarted on the same data and ports.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Node {
+    pub id: i32,
+    pub client_port: u16,
+    pub controller_port: u16,
+    pub data: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    voters: String,
+    _tmp: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl Node {
+    fn spawn(&mut self, voters: &str) {
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--set", &format!("node.id={}", self.id)])
+            .args([
+                "--set",
+                &format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    self.client_port, self.controller_port
+                ),
+            ])
+            .args(["--set", &format!("controller.quorum.voters={voters}")])
+            .args(["--set", "num.partitions=3"])
+            .env("RUNNEL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn runnel");
+        self.child = Some(child);
+    }
+
+    /// Waits for the "listening" line (registered with the quorum and caught up).
+    fn wait_ready(&mut self) {
+        let child = self.child.as_mut().expect("running");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        assert!(
+            line.starts_with("runnel listening on "),
+            "node {} did not start: {line:?}",
+            self.id
+        );
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts `n` nodes at once (a quorum needs a majority before any node is ready).
+    pub fn start(n: i32) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                id,
+                client_port: free_port(),
+                controller_port: free_port(),
+                data: tmp.path().join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for node in &mut nodes {
+            node.spawn(&voters);
+        }
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Self {
+            nodes,
+            voters,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(Node::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn node(&mut self, id: i32) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    /// Starts a killed node again on its data directory and ports, and waits until it is ready.
+    pub fn restart(&mut self, id: i32) {
+        let voters = self.voters.clone();
+        let node = self.node(id);
+        node.kill9();
+        node.spawn(&voters);
+        node.wait_ready();
+    }
+
+    /// Starts several killed nodes together (they may need each other for a quorum).
+    pub fn restart_all(&mut self) {
+        let voters = self.voters.clone();
+        for node in &mut self.nodes {
+            node.kill9();
+            node.spawn(&voters);
+        }
+        for node in &mut self.nodes {
+            node.wait_ready();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill9();
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes; returns whether it held and
+/// how long it took.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> (bool, Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return (true, start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (false, start.elapsed())
+}
