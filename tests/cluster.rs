@@ -137,11 +137,17 @@ async fn three_nodes_spread_route_elect_and_recover() {
     let two = cluster.nodes[1].addr();
     let three = cluster.nodes[2].addr();
 
-    // Every broker lists all three.
-    let md = metadata_consumer(&two)
-        .fetch_metadata(None, TIMEOUT)
-        .expect("metadata");
-    assert_eq!(md.brokers().len(), 3);
+    // Every broker lists all three once each has registered and been unfenced.
+    let (all, _) = tokio::task::block_in_place(|| {
+        eventually(Duration::from_secs(15), || {
+            [&one, &two, &three].iter().all(|b| {
+                metadata_consumer(b)
+                    .fetch_metadata(None, TIMEOUT)
+                    .is_ok_and(|m| m.brokers().len() == 3)
+            })
+        })
+    });
+    assert!(all, "not every broker lists three brokers");
 
     // A 12-partition topic created through one broker spreads its leaders evenly.
     create(&one, "spread", 12, &[("retention.ms", "3600000")]).await;
