@@ -51,6 +51,22 @@ enum Command {
     },
     /// A topic's offsets per partition: earliest, latest, or at a time.
     Offsets(OffsetsArgs),
+    /// The cluster's metadata quorum: leader, epoch, high watermark, each voter's lag.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The quorum's state, as kafka-metadata-quorum describe --status --replication.
+    Status {
+        #[command(flatten)]
+        server: Bootstrap,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Parser)]
@@ -261,6 +277,9 @@ fn run() -> anyhow::Result<()> {
         Command::Groups { command } => client_runtime()?.block_on(groups(command)),
         Command::Topics { command } => client_runtime()?.block_on(topics(command)),
         Command::Configs { command } => client_runtime()?.block_on(configs(command)),
+        Command::Cluster {
+            command: ClusterCommand::Status { server, json },
+        } => client_runtime()?.block_on(cli::cluster::status(&server.bootstrap, json)),
         Command::Offsets(a) => client_runtime()?.block_on(cli::topics::offsets(
             &a.server.bootstrap,
             &a.topic,

@@ -194,7 +194,19 @@ async fn three_nodes_spread_route_elect_and_recover() {
         .values()
         .all(|(l, _)| *l != leader));
 
-    // The killed node comes back, catches up with what it missed, and leads again.
+    // The killed node comes back with a torn metadata log tail (a kill -9 mid-write), cuts it,
+    // catches up with what it missed, and leads again.
+    let log = cluster
+        .node(leader)
+        .data
+        .join("__cluster_metadata-0")
+        .join("log");
+    let len = std::fs::metadata(&log).expect("metadata log").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .and_then(|f| f.set_len(len - 5))
+        .expect("tear the metadata log");
     tokio::task::block_in_place(|| cluster.restart(leader));
     let back = cluster.node(leader).addr();
     let l = layout(&back, "while-down");
@@ -209,10 +221,43 @@ async fn three_nodes_spread_route_elect_and_recover() {
         "partitions of node {leader} stayed offline after its return"
     );
 
+    // Controller listener: a node of another cluster is refused, garbage closes the connection.
+    let controller = format!("127.0.0.1:{}", cluster.nodes[0].controller_port);
+    assert!(refused_as_another_cluster(&controller));
+
     // All three killed and restarted: topics, configs and records are intact.
     for node in &mut cluster.nodes {
         node.kill9();
     }
+    // A node whose voter list disagrees with the quorum it formed does not start.
+    let node = &cluster.nodes[0];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .arg("serve")
+        .arg("--data")
+        .arg(&node.data)
+        .args(["--set", "node.id=1"])
+        .args([
+            "--set",
+            &format!(
+                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                node.client_port, node.controller_port
+            ),
+        ])
+        .args([
+            "--set",
+            &format!(
+                "controller.quorum.voters=1@127.0.0.1:{},2@127.0.0.1:{}",
+                node.controller_port, cluster.nodes[1].controller_port
+            ),
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was formed by voters"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokio::task::block_in_place(|| cluster.restart_all());
     let bootstrap = cluster.bootstrap();
     for (topic, partitions) in [("spread", 12), ("after-kill", 4), ("while-down", 4)] {
@@ -233,6 +278,35 @@ async fn three_nodes_spread_route_elect_and_recover() {
     assert_eq!(retention.as_deref(), Some("3600000"));
     let seen = tokio::task::block_in_place(|| consume_all(&two, "spread", "g2", n));
     assert_eq!(seen.len(), n, "records lost across the full restart");
+}
+
+/// Sends a frame with a foreign cluster id to a controller listener: the answer must be a
+/// refusal naming the cluster, then the connection closes; a garbage frame closes it too.
+fn refused_as_another_cluster(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let frame = |body: &[u8]| {
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    };
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let msg = br#"{"cluster_id":"someone-else","body":{"Controller":"DescribeQuorum"}}"#;
+    s.write_all(&frame(msg)).expect("write");
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("reply length");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).expect("reply");
+    let reply = String::from_utf8_lossy(&body);
+    let refused = reply.contains("Refused") && reply.contains("someone-else");
+    let closed = matches!(s.read(&mut len), Ok(0) | Err(_));
+    let mut g = std::net::TcpStream::connect(addr).expect("connect");
+    g.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    g.write_all(&frame(b"\x00not json")).expect("write");
+    let garbage_closed = matches!(g.read(&mut len), Ok(0) | Err(_));
+    refused && closed && garbage_closed
 }
 
 #[test]

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 
 use super::Broker;
@@ -61,6 +63,7 @@ impl Broker {
         let mut errored = false;
         let mut topics = Vec::with_capacity(req.topics.len());
         let image = self.metadata.image();
+        let mut leaders = std::collections::BTreeSet::new();
         for ft in &req.topics {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
                 self.metadata.by_id(ft.topic_id)
@@ -83,7 +86,19 @@ impl Broker {
                     Ok((log, _)) => log,
                     Err(e) => {
                         errored = true;
-                        parts.push(partition_error(fp.partition, e));
+                        let mut resp = partition_error(fp.partition, e);
+                        if e == ResponseError::NotLeaderOrFollower {
+                            if let Some((id, epoch)) =
+                                Self::leader_hint(&image, &topic.name, fp.partition, &mut leaders)
+                            {
+                                resp = resp.with_current_leader(
+                                    LeaderIdAndEpoch::default()
+                                        .with_leader_id(id)
+                                        .with_leader_epoch(epoch),
+                                );
+                            }
+                        }
+                        parts.push(resp);
                         continue;
                     }
                 };
@@ -132,7 +147,19 @@ impl Broker {
         (
             FetchResponse::default()
                 .with_session_id(0)
-                .with_responses(topics),
+                .with_responses(topics)
+                .with_node_endpoints(
+                    Self::endpoints(&image, &leaders)
+                        .into_iter()
+                        .map(|(id, host, port, rack)| {
+                            NodeEndpoint::default()
+                                .with_node_id(id)
+                                .with_host(host)
+                                .with_port(port)
+                                .with_rack(rack)
+                        })
+                        .collect(),
+                ),
             total,
             errored,
         )

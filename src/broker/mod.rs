@@ -13,6 +13,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quorum;
 pub mod replica_manager;
 pub mod topics;
 
@@ -193,6 +194,38 @@ impl Broker {
             .partition_log(topic, partition)
             .ok_or(ResponseError::NotLeaderOrFollower)?;
         Ok((log, reg.clone()))
+    }
+
+    /// KIP-951: the partition's current leader and epoch, told with NOT_LEADER_OR_FOLLOWER so a
+    /// client can go there without a metadata round trip.
+    pub fn leader_hint(
+        image: &MetadataImage,
+        topic: &str,
+        partition: i32,
+        leaders: &mut std::collections::BTreeSet<i32>,
+    ) -> Option<(BrokerId, i32)> {
+        let reg = image.partition(topic, partition)?;
+        image.live_broker(reg.leader)?;
+        leaders.insert(reg.leader);
+        Some((BrokerId(reg.leader), reg.leader_epoch))
+    }
+
+    /// Endpoints of the brokers named in leader hints, as (id, host, port, rack).
+    pub fn endpoints(
+        image: &MetadataImage,
+        ids: &std::collections::BTreeSet<i32>,
+    ) -> Vec<(BrokerId, StrBytes, i32, Option<StrBytes>)> {
+        ids.iter()
+            .filter_map(|id| image.live_broker(*id))
+            .map(|b| {
+                (
+                    BrokerId(b.id),
+                    StrBytes::from_string(b.host.clone()),
+                    b.port,
+                    b.rack.clone().map(StrBytes::from_string),
+                )
+            })
+            .collect()
     }
 
     /// Creates a topic through the controller, placed over the live brokers.

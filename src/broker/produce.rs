@@ -2,7 +2,8 @@
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -28,6 +29,7 @@ impl Broker {
     pub async fn produce(&self, req: ProduceRequest, version: i16) -> ProduceResponse {
         let mut appended = false;
         let image = self.metadata.image();
+        let mut leaders = std::collections::BTreeSet::new();
         let mut responses = Vec::with_capacity(req.topic_data.len());
         for td in req.topic_data {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
@@ -63,7 +65,19 @@ impl Broker {
                 let (log, reg) = match self.leader_log(&image, &topic.name, index) {
                     Ok(x) => x,
                     Err(e) => {
-                        parts.push(failed(index, e, None));
+                        let mut resp = failed(index, e, None);
+                        if e == ResponseError::NotLeaderOrFollower {
+                            if let Some((id, epoch)) =
+                                Self::leader_hint(&image, &topic.name, index, &mut leaders)
+                            {
+                                resp = resp.with_current_leader(
+                                    LeaderIdAndEpoch::default()
+                                        .with_leader_id(id)
+                                        .with_leader_epoch(epoch),
+                                );
+                            }
+                        }
+                        parts.push(resp);
                         continue;
                     }
                 };
@@ -116,6 +130,18 @@ impl Broker {
         if appended {
             self.appended.notify_waiters();
         }
-        ProduceResponse::default().with_responses(responses)
+        let node_endpoints = Self::endpoints(&image, &leaders)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                NodeEndpoint::default()
+                    .with_node_id(id)
+                    .with_host(host)
+                    .with_port(port)
+                    .with_rack(rack)
+            })
+            .collect();
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(node_endpoints)
     }
 }

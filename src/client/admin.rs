@@ -1,5 +1,6 @@
-//! Group administration for `runnel groups`: list, describe (members, assignments, committed
-//! and end offsets, lag) and delete, over the wire like kafka-consumer-groups.
+//! Administration over the wire for the CLI: groups (list, describe with offsets and lag,
+//! delete, like kafka-consumer-groups), topics and configs (like kafka-topics and
+//! kafka-configs), and the metadata quorum (like kafka-metadata-quorum).
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,46 @@ fn check(code: i16, message: Option<&str>) -> anyhow::Result<()> {
 
 fn error_name(code: i16) -> String {
     ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
+}
+
+/// The metadata quorum as DescribeQuorum reports it.
+#[derive(Debug, Clone)]
+pub struct Quorum {
+    pub cluster_id: String,
+    pub leader: i32,
+    pub epoch: i32,
+    pub high_watermark: i64,
+    /// (id, log end offset, last caught-up timestamp ms or -1).
+    pub voters: Vec<(i32, i64, i64)>,
+}
+
+pub async fn describe_quorum(bootstrap: &str) -> anyhow::Result<Quorum> {
+    let mut conn = Connection::connect(bootstrap).await?;
+    let cluster_id = conn
+        .send(MetadataRequest::default().with_topics(Some(vec![])))
+        .await?
+        .cluster_id
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let resp = conn.send(DescribeQuorumRequest::default()).await?;
+    check(resp.error_code, resp.error_message.as_deref())?;
+    let p = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| anyhow!("DescribeQuorum answered no partition"))?;
+    check(p.error_code, p.error_message.as_deref())?;
+    Ok(Quorum {
+        cluster_id,
+        leader: p.leader_id.0,
+        epoch: p.leader_epoch,
+        high_watermark: p.high_watermark,
+        voters: p
+            .current_voters
+            .iter()
+            .map(|v| (v.replica_id.0, v.log_end_offset, v.last_caught_up_timestamp))
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone)]

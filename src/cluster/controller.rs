@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::raft_types::{NodeId, Raft};
-use super::rpc::{ControllerReply, ControllerRequest, NewTopic};
+use super::rpc::{ControllerReply, ControllerRequest, NewTopic, QuorumState, VoterState};
 use crate::log::LogConfig;
 use crate::metadata::records::{Applied, MetadataRecord, Rejection};
 use crate::metadata::{
@@ -136,6 +136,17 @@ impl Controller {
         };
         match request {
             ControllerRequest::RegisterBroker(reg) => {
+                if let Some(existing) = image.brokers.get(&reg.id) {
+                    if existing.incarnation != reg.incarnation
+                        && !existing.fenced
+                        && self.seen_within_session(reg.id)
+                    {
+                        return fail(TopicError::DuplicateBroker(format!(
+                            "Another broker is registered with node.id {} and still heartbeating.",
+                            reg.id
+                        )));
+                    }
+                }
                 self.saw(reg.id);
                 self.write_done(MetadataRecord::RegisterBroker(reg)).await
             }
@@ -221,7 +232,56 @@ impl Controller {
                     Err(reply) => reply,
                 }
             }
+            ControllerRequest::DescribeQuorum => self.quorum(),
         }
+    }
+
+    /// The quorum from the Raft library's leader metrics: each voter's matched log position;
+    /// a voter matching the leader's log was caught up at the last quorum acknowledgement.
+    fn quorum(&self) -> ControllerReply {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.me()) {
+            return self.not_controller();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let leader_end = m.last_log_index.map_or(0, |i| i as i64 + 1);
+        let acked_at = m.millis_since_quorum_ack.map_or(-1, |ago| now - ago as i64);
+        let matched = m.replication.clone().unwrap_or_default();
+        let voters = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| m.membership_config.voter_ids().any(|v| v == **id))
+            .map(|(id, node)| {
+                let end = if *id == self.me() {
+                    leader_end
+                } else {
+                    matched
+                        .get(id)
+                        .copied()
+                        .flatten()
+                        .map_or(0, |l| l.index as i64 + 1)
+                };
+                VoterState {
+                    id: *id as i32,
+                    log_end_offset: end,
+                    last_caught_up_timestamp: match (*id == self.me(), end == leader_end) {
+                        (true, _) => now,
+                        (false, true) => acked_at,
+                        (false, false) => -1,
+                    },
+                    endpoint: node.addr.clone(),
+                }
+            })
+            .collect();
+        ControllerReply::Quorum(QuorumState {
+            leader: self.settings.node_id,
+            epoch: m.current_term as i32,
+            high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
+            voters,
+        })
     }
 
     fn live(image: &MetadataImage) -> Vec<(i32, Option<String>)> {
@@ -393,6 +453,12 @@ impl Controller {
                 .collect(),
         })
         .await
+    }
+
+    fn seen_within_session(&self, id: i32) -> bool {
+        let g = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.get(&id)
+            .is_some_and(|t| t.elapsed() <= self.settings.session_timeout)
     }
 
     fn saw(&self, id: i32) {

@@ -142,9 +142,22 @@ impl LogStore {
             entries.insert(e.log_id.index, e);
         }
         recovered.entries = entries.len();
+        // A cut tail may have held committed entries: claim only what is still here (the
+        // leader sends the rest), or the Raft library would try to apply entries that are gone.
+        let last = entries
+            .values()
+            .next_back()
+            .map(|e: &Entry| e.log_id)
+            .or(last_purged);
+        let committed: Option<LogId> = read_json(&dir.join(COMMITTED_FILE))?;
+        let committed = match (committed, last) {
+            (Some(c), Some(l)) if c.index > l.index => Some(l),
+            (Some(_), None) => None,
+            (c, _) => c,
+        };
         let inner = Inner {
             vote: read_json(&dir.join(VOTE_FILE))?,
-            committed: read_json(&dir.join(COMMITTED_FILE))?,
+            committed,
             dir: dir.to_path_buf(),
             file,
             entries,
@@ -162,7 +175,19 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The last entry's index (0 when empty), for `runnel cluster status`.
+    /// The voters of the last membership entry still in the log, if any.
+    pub fn last_voters(&self) -> Option<Vec<u64>> {
+        self.lock()
+            .entries
+            .values()
+            .rev()
+            .find_map(|e| match &e.payload {
+                openraft::EntryPayload::Membership(m) => Some(m.voter_ids().collect()),
+                _ => None,
+            })
+    }
+
+    /// The last entry's index (0 when empty).
     pub fn last_index(&self) -> u64 {
         let g = self.lock();
         g.entries
@@ -343,6 +368,20 @@ mod tests {
         let (store, rec) = LogStore::open(dir.path()).expect("open");
         assert_eq!(rec.entries, 1);
         assert_eq!(store.last_index(), 0);
+    }
+
+    #[tokio::test]
+    async fn committed_never_points_past_a_cut_tail() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write_entries(dir.path(), 5);
+        write_json(&dir.path().join(COMMITTED_FILE), &Some(entry(4).log_id)).expect("committed");
+        let path = dir.path().join(LOG_FILE);
+        let len = std::fs::metadata(&path).expect("meta").len();
+        let f = OpenOptions::new().write(true).open(&path).expect("open");
+        f.set_len(len - 3).expect("tear");
+        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        let committed = store.read_committed().await.expect("committed");
+        assert_eq!(committed.map(|c| c.index), Some(3));
     }
 
     #[tokio::test]

@@ -142,6 +142,17 @@ impl Cluster {
                 .map(|v| (v.id as NodeId, BasicNode::new(v.addr())))
                 .collect()
         };
+        let stored_voters = log_store
+            .last_voters()
+            .unwrap_or_else(|| state_machine.voters());
+        if !stored_voters.is_empty() && stored_voters != voters.keys().copied().collect::<Vec<_>>()
+        {
+            anyhow::bail!(
+                "controller.quorum.voters lists {:?} but the metadata log in {} was formed by voters {stored_voters:?}",
+                voters.keys().collect::<Vec<_>>(),
+                dir.display()
+            );
+        }
         let network = transport::Network {
             cluster_id: cluster_id.clone(),
         };
@@ -154,16 +165,6 @@ impl Cluster {
         )
         .await
         .context("starting the Raft node")?;
-        let stored = raft.metrics().borrow().membership_config.clone();
-        let stored_voters: Vec<NodeId> = stored.voter_ids().collect();
-        if !stored_voters.is_empty() && stored_voters != voters.keys().copied().collect::<Vec<_>>()
-        {
-            anyhow::bail!(
-                "controller.quorum.voters lists {:?} but the metadata log in {} was formed by voters {stored_voters:?}",
-                voters.keys().collect::<Vec<_>>(),
-                dir.display()
-            );
-        }
         if !raft.is_initialized().await.unwrap_or(true) {
             // Every voter does this with the same list; the first entry is identical on all.
             if let Err(e) = raft.initialize(voters.clone()).await {

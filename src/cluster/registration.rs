@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::rpc::{ControllerReply, ControllerRequest};
 use super::Cluster;
-use crate::metadata::BrokerRegistration;
+use crate::metadata::{BrokerRegistration, TopicError};
 
 /// How long a registration keeps trying before start-up gives up.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -19,20 +19,49 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Registers and waits until this node's image holds the registration and the unfencing, so
 /// the broker starts serving with metadata at least that fresh.
+///
+/// While another process with this node.id still heartbeats (or a killed predecessor's session
+/// has not expired yet) the controller refuses; this keeps asking until REGISTER_TIMEOUT.
 pub async fn register(cluster: &Cluster, reg: &BrokerRegistration) -> anyhow::Result<()> {
-    let reply = cluster
-        .call(
-            ControllerRequest::RegisterBroker(reg.clone()),
-            REGISTER_TIMEOUT,
-        )
-        .await?;
-    let ControllerReply::Done { offset } = reply else {
-        anyhow::bail!("broker registration refused: {reply:?}");
+    let deadline = tokio::time::Instant::now() + REGISTER_TIMEOUT;
+    let mut warned = false;
+    let offset = loop {
+        let reply = cluster
+            .call(
+                ControllerRequest::RegisterBroker(reg.clone()),
+                REGISTER_TIMEOUT,
+            )
+            .await?;
+        match reply {
+            ControllerReply::Done { offset } => break offset,
+            ControllerReply::Failed(TopicError::DuplicateBroker(why))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                if !warned {
+                    tracing::warn!("{why} Waiting for its session to expire.");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => anyhow::bail!("broker registration refused: {other:?}"),
+        }
     };
     if !cluster.wait_applied(offset, REGISTER_TIMEOUT).await {
         anyhow::bail!("the metadata log did not reach the registration in time");
     }
     heartbeat(cluster, reg, false).await;
+    // The first heartbeat unfences: serve only once this node's image says so.
+    let mut images = cluster.image.clone();
+    let unfenced = images.wait_for(|i| {
+        i.live_broker(reg.id)
+            .is_some_and(|b| b.incarnation == reg.incarnation)
+    });
+    if tokio::time::timeout(REGISTER_TIMEOUT, unfenced)
+        .await
+        .is_err()
+    {
+        anyhow::bail!("the controller did not unfence this broker in time");
+    }
     Ok(())
 }
 

@@ -85,6 +85,29 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker: i32,
     },
+    /// The quorum as its leader sees it (DescribeQuorum).
+    DescribeQuorum,
+}
+
+/// The metadata quorum as its leader reports it (KRaft's DescribeQuorum fields). Offsets are
+/// exclusive ends: a voter's log end offset is its last entry's index + 1.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumState {
+    pub leader: i32,
+    /// The Raft term, KRaft's leader epoch.
+    pub epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<VoterState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VoterState {
+    pub id: i32,
+    pub log_end_offset: i64,
+    /// Milliseconds since the epoch; -1 when not known.
+    pub last_caught_up_timestamp: i64,
+    /// `host:port` of its controller listener, empty for a quorum of one.
+    pub endpoint: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +123,7 @@ pub enum ControllerReply {
     Heartbeat {
         fenced: bool,
     },
+    Quorum(QuorumState),
     Failed(TopicError),
     /// This node does not lead the quorum; ask the leader (if known).
     NotController {

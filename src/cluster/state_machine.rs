@@ -70,6 +70,11 @@ impl StateMachine {
         Ok((sm, rx))
     }
 
+    /// The voters of the membership the last snapshot holds.
+    pub fn voters(&self) -> Vec<u64> {
+        self.membership.voter_ids().collect()
+    }
+
     fn load(&mut self, file: SnapshotFile) {
         let offset = file.meta.last_log_id.map_or(0, |l| l.index);
         self.image = MetadataImage::from_records(file.records, offset, &self.defaults);

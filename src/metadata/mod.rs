@@ -61,6 +61,9 @@ pub enum TopicError {
     InvalidReplicationFactor(String),
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// Another live broker registered this node.id.
+    #[error("{0}")]
+    DuplicateBroker(String),
     /// The controller quorum has no leader or did not answer in time.
     #[error("{0}")]
     NotController(String),

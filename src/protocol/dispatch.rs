@@ -169,6 +169,9 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
             broker.list_partition_reassignments(r, version),
         ),
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(broker.describe_quorum(r, version).await)
+        }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     frame(

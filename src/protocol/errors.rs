@@ -35,6 +35,7 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         TopicError::NotController(_) => ResponseError::NotController,
+        TopicError::DuplicateBroker(_) => ResponseError::DuplicateBrokerRegistration,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
