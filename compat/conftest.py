@@ -1,7 +1,9 @@
-"""Starts the real runnel binary on 127.0.0.1:0 for each test module."""
+"""Starts the real runnel binary on 127.0.0.1:0 for each test module, alone or as a
+three-node cluster (each node a broker and a voter of the controller quorum)."""
 
 import os
 import pathlib
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -75,3 +77,73 @@ def private_broker():
         b = Broker(os.path.join(d, "data"), FAST_GROUPS)
         yield b
         b.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ClusterNode:
+    def __init__(self, node_id, data_dir, voters, client_port, controller_port):
+        self.node_id = node_id
+        self.bootstrap = f"127.0.0.1:{client_port}"
+        self.args = [
+            BIN, "serve", "--data", data_dir,
+            "--set", f"node.id={node_id}",
+            "--set", f"listeners=PLAINTEXT://127.0.0.1:{client_port},CONTROLLER://127.0.0.1:{controller_port}",
+            "--set", f"controller.quorum.voters={voters}",
+            *FAST_GROUPS,
+        ]
+        self.proc = None
+
+    def spawn(self):
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=None, text=True,
+            env={**os.environ, "RUNNEL_LOG": "warn,openraft=off"},
+        )
+
+    def wait_ready(self):
+        line = self.proc.stdout.readline()
+        if not line.startswith("runnel listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"node {self.node_id} did not start: {line!r}")
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=20)
+
+
+class Cluster:
+    """Three nodes started together (a quorum needs a majority before any node is ready)."""
+
+    def __init__(self, root, n=3):
+        ports = [(free_port(), free_port()) for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        self.nodes = [
+            ClusterNode(i + 1, os.path.join(root, f"node{i + 1}"), voters, p, c)
+            for i, (p, c) in enumerate(ports)
+        ]
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready()
+
+    def stop(self):
+        for node in self.nodes:
+            if node.proc.poll() is None:
+                node.proc.terminate()
+        for node in self.nodes:
+            try:
+                node.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with tempfile.TemporaryDirectory() as d:
+        c = Cluster(d)
+        yield c
+        c.stop()
