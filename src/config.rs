@@ -253,6 +253,12 @@ impl Config {
         match key {
             "listeners" => {
                 self.cluster.listeners = v.to_string();
+                // A controller-only node has no client listener.
+                if v.split(',')
+                    .all(|l| l.trim().to_ascii_uppercase().starts_with("CONTROLLER"))
+                {
+                    return Ok(true);
+                }
                 let (host, port) = parse_listener(v)?;
                 let bind_host = if host.is_empty() {
                     "0.0.0.0"
@@ -462,18 +468,29 @@ impl Config {
     /// line naming the key.
     fn check_cluster(&mut self) -> anyhow::Result<()> {
         let c = &mut self.cluster;
-        if !c.broker {
-            bail!("process.roles: a controller-only node is not supported yet (use broker,controller)");
+        if c.broker && !c.controller && c.voters.is_empty() {
+            bail!("process.roles=broker needs controller.quorum.voters to find the controllers");
         }
-        if !c.controller {
-            bail!("process.roles: a broker-only node is not supported yet (use broker,controller)");
+        if c.broker
+            && !c.listeners.is_empty()
+            && c.listeners
+                .split(',')
+                .all(|l| l.trim().to_ascii_uppercase().starts_with("CONTROLLER"))
+        {
+            bail!("listeners has no client listener, which process.roles=broker needs");
         }
         let mut ids: Vec<i32> = c.voters.iter().map(|v| v.id).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
             bail!("controller.quorum.voters: node id {} appears twice", w[0]);
         }
-        if !c.voters.is_empty() && !ids.contains(&self.node_id) {
+        if !c.controller && ids.contains(&self.node_id) {
+            bail!(
+                "node.id {} is among controller.quorum.voters but process.roles does not include controller",
+                self.node_id
+            );
+        }
+        if c.controller && !c.voters.is_empty() && !ids.contains(&self.node_id) {
             bail!(
                 "node.id {} is not among controller.quorum.voters ({ids:?}) but process.roles includes controller",
                 self.node_id
@@ -502,7 +519,7 @@ impl Config {
             }
             None => None,
         };
-        if c.voters.len() > 1 && c.controller_listen.is_none() {
+        if c.controller && (c.voters.len() > 1 || !c.broker) && c.controller_listen.is_none() {
             bail!(
                 "listeners has no {} listener, which controller.quorum.voters needs (controller.listener.names={})",
                 names.join(","),

@@ -449,6 +449,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if !config.cluster.broker {
+        return runtime.block_on(serve_controller_only(config));
+    }
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -505,6 +508,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cluster.shutdown().await;
         served
     })
+}
+
+/// process.roles=controller: a voter of the quorum and the active controller when elected,
+/// with no client listener and no partitions.
+async fn serve_controller_only(config: Config) -> anyhow::Result<()> {
+    let addr = config
+        .cluster
+        .controller_listen
+        .ok_or_else(|| anyhow!("a controller needs a CONTROLLER listener in listeners"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the controller listener {addr}"))?;
+    let bound = listener.local_addr()?;
+    runnel::cluster::claim_data_dir(&config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cluster = Cluster::start(&config, Some(listener), stop_rx).await?;
+    println!(
+        "runnel controller listening on {bound} (data in {})",
+        config.log_dir.display()
+    );
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    cluster.shutdown().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -280,6 +280,71 @@ async fn three_nodes_spread_route_elect_and_recover() {
     assert_eq!(seen.len(), n, "records lost across the full restart");
 }
 
+/// KRaft's separated roles: three controller-only voters and two broker-only nodes that pull
+/// the metadata log. Partitions go to brokers only, clients never see the controllers, and the
+/// brokers keep working when the active controller is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_and_brokers_on_separate_nodes() {
+    let mut cluster = tokio::task::block_in_place(|| {
+        Cluster::start_with(vec![
+            "controller",
+            "controller",
+            "controller",
+            "broker",
+            "broker",
+        ])
+    });
+    let four = cluster.node(4).addr();
+    let five = cluster.node(5).addr();
+    let (both, _) = tokio::task::block_in_place(|| {
+        eventually(Duration::from_secs(15), || {
+            metadata_consumer(&four)
+                .fetch_metadata(None, TIMEOUT)
+                .is_ok_and(|m| m.brokers().len() == 2)
+        })
+    });
+    assert!(both, "brokers 4 and 5 are not both listed");
+    create(&five, "split", 6, &[]).await;
+    let l = layout(&four, "split");
+    assert!(
+        l.values().all(|(leader, _)| *leader == 4 || *leader == 5),
+        "{l:?}"
+    );
+    let n = produce(&four, "split", (0..200).map(|i| format!("s{i}"))).await;
+    let seen = tokio::task::block_in_place(|| consume_all(&five, "split", "gs", n));
+    assert_eq!(seen.len(), n);
+    // Clients are told a broker as controller, never a controller-only node.
+    let told = controller_id(&four).expect("controller id");
+    assert!(told == 4 || told == 5, "told {told}");
+    // The active controller dies: the others elect one and the brokers go on.
+    let active = {
+        let addr = four.clone();
+        tokio::task::spawn_blocking(move || quorum_leader(&addr))
+            .await
+            .expect("join")
+            .expect("quorum leader")
+    };
+    cluster.node(active).kill9();
+    let (moved, _) = tokio::task::block_in_place(|| {
+        eventually(Duration::from_secs(15), || {
+            quorum_leader(&four).is_some_and(|l| l != active)
+        })
+    });
+    assert!(moved, "no new active controller");
+    create(&four, "split-after", 2, &[]).await;
+    assert_eq!(layout(&five, "split-after").len(), 2);
+}
+
+/// The quorum leader as `runnel cluster status --json` reports it through a broker.
+fn quorum_leader(addr: &str) -> Option<i32> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["cluster", "status", "--json", "-b", addr])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["leader_id"].as_i64().map(|l| l as i32)
+}
+
 /// Sends a frame with a foreign cluster id to a controller listener: the answer must be a
 /// refusal naming the cluster, then the connection closes; a garbage frame closes it too.
 fn refused_as_another_cluster(addr: &str) -> bool {
@@ -312,7 +377,25 @@ fn refused_as_another_cluster(addr: &str) -> bool {
 #[test]
 fn bad_cluster_config_stops_start_up_with_one_line() {
     let dir = tempfile::tempdir().expect("tmp");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "--set",
+                "process.roles=broker",
+                "--set",
+                "controller.quorum.voters=1@127.0.0.1:1",
+            ],
+            "does not include controller",
+        ),
+        (
+            &[
+                "--set",
+                "process.roles=controller",
+                "--set",
+                "controller.quorum.voters=1@127.0.0.1:1",
+            ],
+            "no CONTROLLER listener",
+        ),
         (
             &[
                 "--set",

@@ -163,10 +163,15 @@ impl Broker {
         BrokerId(self.config.node_id)
     }
 
-    /// The active controller as clients are told it (-1 while the quorum has no leader).
+    /// The controller as clients are told it: the active controller when it is also a live
+    /// broker, else this broker (clients send controller requests there and any broker
+    /// forwards them, as KRaft brokers do); -1 while the quorum has no leader.
     pub fn controller_id(&self) -> BrokerId {
-        let leader = self.cluster.raft.metrics().borrow().current_leader;
-        BrokerId(leader.map_or(-1, |l| l as i32))
+        match self.cluster.leader() {
+            None => BrokerId(-1),
+            Some(l) if self.metadata.image().live_broker(l as i32).is_some() => BrokerId(l as i32),
+            Some(_) => self.node_id(),
+        }
     }
 
     pub fn partition_log(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {

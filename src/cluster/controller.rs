@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::log_store::LogStore;
 use super::raft_types::{NodeId, Raft};
 use super::rpc::{ControllerReply, ControllerRequest, NewTopic, QuorumState, VoterState};
 use crate::log::LogConfig;
@@ -35,6 +36,8 @@ pub struct ControllerSettings {
 pub struct Controller {
     settings: ControllerSettings,
     raft: Raft,
+    /// The metadata log, read for broker-only nodes fetching it.
+    log: LogStore,
     image: watch::Receiver<Arc<MetadataImage>>,
     /// When each broker last heartbeated to this controller, and the term it did so in.
     last_seen: Mutex<(u64, HashMap<i32, Instant>)>,
@@ -79,11 +82,13 @@ impl Controller {
     pub fn new(
         settings: ControllerSettings,
         raft: Raft,
+        log: LogStore,
         image: watch::Receiver<Arc<MetadataImage>>,
     ) -> Self {
         Self {
             settings,
             raft,
+            log,
             image,
             last_seen: Mutex::new((0, HashMap::new())),
         }
@@ -233,6 +238,19 @@ impl Controller {
                 }
             }
             ControllerRequest::DescribeQuorum => self.quorum(),
+            ControllerRequest::FetchMetadata { after } => {
+                // Only what this leader has applied is known to be committed.
+                match self.log.records(after + 1, image.offset) {
+                    Some(entries) => ControllerReply::Metadata {
+                        snapshot: None,
+                        entries,
+                    },
+                    None => ControllerReply::Metadata {
+                        snapshot: Some((image.offset, image.to_records())),
+                        entries: Vec::new(),
+                    },
+                }
+            }
         }
     }
 

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::raft_types::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::log::checkpoint::{sync_dir, write_atomically};
+use crate::metadata::MetadataRecord;
 
 const LOG_FILE: &str = "log";
 const VOTE_FILE: &str = "vote";
@@ -173,6 +174,37 @@ impl LogStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The records of entries `from..=to`, or None when `from` was purged (a snapshot is
+    /// needed instead).
+    pub fn records(&self, from: u64, to: u64) -> Option<Vec<(u64, Option<MetadataRecord>)>> {
+        let g = self.lock();
+        let first = g
+            .entries
+            .keys()
+            .next()
+            .copied()
+            .or(g.last_purged.map(|l| l.index + 1))
+            .unwrap_or(0);
+        if from < first {
+            return None;
+        }
+        if from > to {
+            return Some(Vec::new());
+        }
+        Some(
+            g.entries
+                .range(from..=to)
+                .map(|(i, e)| {
+                    let record = match &e.payload {
+                        openraft::EntryPayload::Normal(r) => Some(r.clone()),
+                        _ => None,
+                    };
+                    (*i, record)
+                })
+                .collect(),
+        )
     }
 
     /// The voters of the last membership entry still in the log, if any.

@@ -7,6 +7,7 @@
 
 pub mod controller;
 pub mod log_store;
+pub mod observer;
 pub mod raft_types;
 pub mod registration;
 pub mod rpc;
@@ -42,11 +43,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Cluster {
     pub node_id: i32,
     pub cluster_id: Arc<str>,
-    pub raft: Raft,
-    pub controller: Arc<Controller>,
-    /// Images as the state machine applies them.
+    /// A voter's Raft node and controller; None on a broker-only node, which fetches the
+    /// committed metadata log from the active controller instead (an observer, as KRaft says).
+    quorum: Option<(Raft, Arc<Controller>)>,
+    /// Images as this node applies them.
     pub image: watch::Receiver<Arc<MetadataImage>>,
     voters: BTreeMap<NodeId, BasicNode>,
+    /// The active controller as an observer last heard of it.
+    leader_seen: std::sync::Mutex<Option<NodeId>>,
     /// The connection to the active controller, when it is another node.
     leader_conn: tokio::sync::Mutex<Option<(NodeId, TcpStream)>>,
 }
@@ -111,6 +115,35 @@ impl Cluster {
         controller_listener: Option<TcpListener>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Arc<Self>> {
+        let voters: BTreeMap<NodeId, BasicNode> = if config.cluster.voters.is_empty() {
+            BTreeMap::from([(config.node_id as NodeId, BasicNode::new(""))])
+        } else {
+            config
+                .cluster
+                .voters
+                .iter()
+                .map(|v| (v.id as NodeId, BasicNode::new(v.addr())))
+                .collect()
+        };
+        if !config.cluster.controller {
+            let (publish, image) = watch::channel(Arc::new(MetadataImage::default()));
+            let cluster = Arc::new(Self {
+                node_id: config.node_id,
+                cluster_id: Arc::from(config.cluster_id.as_str()),
+                quorum: None,
+                image,
+                voters,
+                leader_seen: std::sync::Mutex::new(None),
+                leader_conn: tokio::sync::Mutex::new(None),
+            });
+            tokio::spawn(observer::follow(
+                cluster.clone(),
+                publish,
+                config.log.clone(),
+                stop,
+            ));
+            return Ok(cluster);
+        }
         let dir = metadata_dir(config);
         let (log_store, recovered) = log_store::LogStore::open(&dir)
             .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
@@ -132,16 +165,6 @@ impl Cluster {
         .context("Raft settings")?;
         let cluster_id: Arc<str> = Arc::from(config.cluster_id.as_str());
         let node_id = config.node_id;
-        let voters: BTreeMap<NodeId, BasicNode> = if config.cluster.voters.is_empty() {
-            BTreeMap::from([(node_id as NodeId, BasicNode::new(""))])
-        } else {
-            config
-                .cluster
-                .voters
-                .iter()
-                .map(|v| (v.id as NodeId, BasicNode::new(v.addr())))
-                .collect()
-        };
         let stored_voters = log_store
             .last_voters()
             .unwrap_or_else(|| state_machine.voters());
@@ -160,7 +183,7 @@ impl Cluster {
             node_id as NodeId,
             Arc::new(raft_config),
             network,
-            log_store,
+            log_store.clone(),
             state_machine,
         )
         .await
@@ -180,6 +203,7 @@ impl Cluster {
                 session_timeout: Duration::from_millis(config.cluster.session_timeout_ms),
             },
             raft.clone(),
+            log_store,
             image.clone(),
         ));
         if let Some(listener) = controller_listener {
@@ -204,10 +228,10 @@ impl Cluster {
         Ok(Arc::new(Self {
             node_id,
             cluster_id,
-            raft,
-            controller,
+            quorum: Some((raft, controller)),
             image,
             voters,
+            leader_seen: std::sync::Mutex::new(None),
             leader_conn: tokio::sync::Mutex::new(None),
         }))
     }
@@ -221,23 +245,34 @@ impl Cluster {
     ) -> Result<ControllerReply, TopicError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut leader_hint: Option<NodeId> = None;
+        let mut attempt = 0usize;
         loop {
-            let leader = leader_hint
-                .take()
-                .or_else(|| self.raft.metrics().borrow().current_leader);
-            let reply = match leader {
-                None => None,
-                Some(id) if id == self.node_id as NodeId => {
-                    Some(self.controller.handle(request.clone()).await)
+            attempt += 1;
+            // Without a known leader an observer asks the voters in turn; they answer with a hint.
+            let leader = leader_hint.take().or_else(|| self.leader()).or_else(|| {
+                self.quorum
+                    .is_none()
+                    .then(|| self.voters.keys().nth(attempt % self.voters.len().max(1)))
+                    .flatten()
+                    .copied()
+            });
+            let reply = match (leader, &self.quorum) {
+                (None, _) => None,
+                (Some(id), Some((_, controller))) if id == self.node_id as NodeId => {
+                    Some(controller.handle(request.clone()).await)
                 }
-                Some(id) => self.call_remote(id, request.clone()).await,
+                (Some(id), _) => self.call_remote(id, request.clone()).await,
             };
             match reply {
                 Some(ControllerReply::NotController { leader }) => {
-                    leader_hint = leader.filter(|l| Some(*l) != self.current_leader());
+                    leader_hint = leader.filter(|l| Some(*l) != self.leader());
+                    self.set_leader_seen(None);
                 }
-                Some(r) => return Ok(r),
-                None => {}
+                Some(r) => {
+                    self.set_leader_seen(leader);
+                    return Ok(r);
+                }
+                None => self.set_leader_seen(None),
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(TopicError::NotController(
@@ -248,8 +283,18 @@ impl Cluster {
         }
     }
 
-    fn current_leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+    /// The active controller as this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.quorum {
+            Some((raft, _)) => raft.metrics().borrow().current_leader,
+            None => *self.leader_seen.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    fn set_leader_seen(&self, leader: Option<NodeId>) {
+        if self.quorum.is_none() {
+            *self.leader_seen.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+        }
     }
 
     async fn call_remote(&self, id: NodeId, request: ControllerRequest) -> Option<ControllerReply> {
@@ -291,8 +336,10 @@ impl Cluster {
     }
 
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(error = %e, "Raft shutdown");
+        if let Some((raft, _)) = &self.quorum {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(error = %e, "Raft shutdown");
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::raft_types::{NodeId, SnapshotMeta, TypeConfig, Vote};
-use crate::metadata::{BrokerRegistration, TopicError};
+use crate::metadata::{BrokerRegistration, MetadataRecord, TopicError};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope<T> {
@@ -87,6 +87,11 @@ pub enum ControllerRequest {
     },
     /// The quorum as its leader sees it (DescribeQuorum).
     DescribeQuorum,
+    /// A broker-only node's pull of the committed metadata log after `after` (KRaft brokers
+    /// fetch it the same way).
+    FetchMetadata {
+        after: u64,
+    },
 }
 
 /// The metadata quorum as its leader reports it (KRaft's DescribeQuorum fields). Offsets are
@@ -124,6 +129,12 @@ pub enum ControllerReply {
         fenced: bool,
     },
     Quorum(QuorumState),
+    /// Committed entries after the asked offset, each with its record (None: an entry of the
+    /// Raft library's own); or, when those were purged, the image as records at `offset`.
+    Metadata {
+        snapshot: Option<(u64, Vec<MetadataRecord>)>,
+        entries: Vec<(u64, Option<MetadataRecord>)>,
+    },
     Failed(TopicError),
     /// This node does not lead the quorum; ask the leader (if known).
     NotController {

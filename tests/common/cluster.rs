@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Node {
     pub id: i32,
+    /// `process.roles`.
+    pub roles: &'static str,
     pub client_port: u16,
     pub controller_port: u16,
     pub data: PathBuf,
@@ -36,13 +38,8 @@ impl Node {
             .arg("--data")
             .arg(&self.data)
             .args(["--set", &format!("node.id={}", self.id)])
-            .args([
-                "--set",
-                &format!(
-                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    self.client_port, self.controller_port
-                ),
-            ])
+            .args(["--set", &format!("process.roles={}", self.roles)])
+            .args(["--set", &format!("listeners={}", self.listeners())])
             .args(["--set", &format!("controller.quorum.voters={voters}")])
             .args(["--set", "num.partitions=3"])
             // openraft reports unreachable peers at ERROR while the others start or are killed.
@@ -54,6 +51,16 @@ impl Node {
         self.child = Some(child);
     }
 
+    fn listeners(&self) -> String {
+        let client = format!("PLAINTEXT://127.0.0.1:{}", self.client_port);
+        let controller = format!("CONTROLLER://127.0.0.1:{}", self.controller_port);
+        match self.roles {
+            "controller" => controller,
+            "broker" => client,
+            _ => format!("{client},{controller}"),
+        }
+    }
+
     /// Waits for the "listening" line (registered with the quorum and caught up).
     fn wait_ready(&mut self) {
         let child = self.child.as_mut().expect("running");
@@ -61,7 +68,8 @@ impl Node {
         let mut line = String::new();
         let _ = BufReader::new(stdout).read_line(&mut line);
         assert!(
-            line.starts_with("runnel listening on "),
+            line.starts_with("runnel listening on ")
+                || line.starts_with("runnel controller listening on "),
             "node {} did not start: {line:?}",
             self.id
         );
@@ -84,12 +92,21 @@ impl Node {
 }
 
 impl Cluster {
-    /// Starts `n` nodes at once (a quorum needs a majority before any node is ready).
+    /// Starts `n` nodes at once, each a broker and a voter (a quorum needs a majority before
+    /// any node is ready).
     pub fn start(n: i32) -> Self {
+        Self::start_with((1..=n).map(|_| "broker,controller").collect())
+    }
+
+    /// Starts one node per entry of `roles` (node ids from 1); the voters are the nodes whose
+    /// roles include `controller`.
+    pub fn start_with(roles: Vec<&'static str>) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut nodes: Vec<Node> = (1..=n)
-            .map(|id| Node {
+        let mut nodes: Vec<Node> = (1..)
+            .zip(roles)
+            .map(|(id, roles)| Node {
                 id,
+                roles,
                 client_port: free_port(),
                 controller_port: free_port(),
                 data: tmp.path().join(format!("node{id}")),
@@ -98,6 +115,7 @@ impl Cluster {
             .collect();
         let voters = nodes
             .iter()
+            .filter(|n| n.roles.contains("controller"))
             .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
             .collect::<Vec<_>>()
             .join(",");
@@ -117,7 +135,7 @@ impl Cluster {
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
-            .filter(|n| n.is_running())
+            .filter(|n| n.is_running() && n.roles.contains("broker"))
             .map(Node::addr)
             .collect::<Vec<_>>()
             .join(",")
