@@ -36,7 +36,7 @@ use crate::metadata::{MetadataCache, MetadataImage, PartitionRegistration, Topic
 use crate::producer::id_manager::ProducerIdManager;
 
 /// How long an admin change waits for the controller and for this broker's image.
-const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Broker {
     pub config: Config,
@@ -252,15 +252,12 @@ impl Broker {
         .await
     }
 
+    /// Creates a topic (validate_only is CreateTopics' business) and returns it as this
+    /// broker's image holds it.
     pub async fn create(&self, topic: NewTopic) -> Result<Arc<Topic>, TopicError> {
         let name = topic.name.clone();
-        let validate_only = topic.validate_only;
         self.controller_change(ControllerRequest::CreateTopic(topic))
             .await?;
-        if validate_only {
-            // Nothing stored: describe it as it would be.
-            return Err(TopicError::Unknown(name));
-        }
         self.metadata.get(&name).ok_or(TopicError::Unknown(name))
     }
 

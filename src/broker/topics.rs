@@ -16,8 +16,8 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
-use super::{topic_name, Broker};
-use crate::cluster::rpc::{ControllerRequest, NewTopic};
+use super::{topic_name, Broker, ADMIN_TIMEOUT};
+use crate::cluster::rpc::{ControllerReply, ControllerRequest, NewTopic};
 use crate::log::config::topic_keys;
 use crate::metadata::{PartitionRegistration, Topic, TopicError};
 use crate::protocol::errors;
@@ -154,26 +154,21 @@ impl Broker {
         if !new.validate_only {
             return self.create(new).await;
         }
-        let partitions = match &new.assignments {
-            Some(a) => a.clone(),
-            None => {
-                let n = if new.partitions == -1 {
-                    self.config.num_partitions
-                } else {
-                    new.partitions
-                };
-                let rf = if new.replication_factor == -1 {
-                    self.config.default_replication_factor
-                } else {
-                    new.replication_factor
-                };
-                vec![vec![self.config.node_id; rf.max(1) as usize]; n.max(0) as usize]
-            }
-        };
         let overrides = new.overrides.clone();
         let name = new.name.clone();
-        self.controller_change(ControllerRequest::CreateTopic(new))
-            .await?;
+        let replicas = match self
+            .cluster
+            .call(ControllerRequest::CreateTopic(new), ADMIN_TIMEOUT)
+            .await?
+        {
+            ControllerReply::Validated { replicas } => replicas,
+            ControllerReply::Failed(e) => return Err(e),
+            other => {
+                return Err(TopicError::NotController(format!(
+                    "unexpected controller answer {other:?}"
+                )))
+            }
+        };
         let config = self
             .config
             .log
@@ -183,7 +178,7 @@ impl Broker {
             internal: name.starts_with("__"),
             name,
             id: Uuid::nil(),
-            partitions: partitions
+            partitions: replicas
                 .into_iter()
                 .map(PartitionRegistration::new)
                 .collect(),

@@ -400,9 +400,7 @@ impl Controller {
             return fail(TopicError::AlreadyExists(t.name));
         }
         if t.validate_only {
-            return ControllerReply::Done {
-                offset: image.offset,
-            };
+            return ControllerReply::Validated { replicas };
         }
         self.write_done(MetadataRecord::Topic {
             name: t.name,

@@ -129,6 +129,10 @@ pub enum ControllerReply {
         fenced: bool,
     },
     Quorum(QuorumState),
+    /// validate_only CreateTopics: the replicas each partition would get.
+    Validated {
+        replicas: Vec<Vec<i32>>,
+    },
     /// Committed entries after the asked offset, each with its record (None: an entry of the
     /// Raft library's own); or, when those were purged, the image as records at `offset`.
     Metadata {
