@@ -45,17 +45,18 @@ impl Broker {
             }
         }
         if let Some(offsets) = image.topic(OFFSETS_TOPIC) {
-            if !self.groups.is_loaded() {
-                let logs = (0..offsets.partition_count())
-                    .map(|p| {
-                        let leads = image
-                            .partition(OFFSETS_TOPIC, p)
-                            .is_some_and(|r| r.leader == me);
-                        leads
-                            .then(|| self.partition_log(OFFSETS_TOPIC, p))
-                            .flatten()
-                    })
-                    .collect();
+            let logs: Vec<_> = (0..offsets.partition_count())
+                .map(|p| {
+                    let leads = image
+                        .partition(OFFSETS_TOPIC, p)
+                        .is_some_and(|r| r.leader == me);
+                    leads
+                        .then(|| self.partition_log(OFFSETS_TOPIC, p))
+                        .flatten()
+                })
+                .collect();
+            let led: Vec<bool> = logs.iter().map(Option::is_some).collect();
+            if !self.groups.is_loaded() || self.groups.led_partitions() != led {
                 self.groups
                     .load(logs, LogManager::now_ms())
                     .map_err(TopicError::from)?;

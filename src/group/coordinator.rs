@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use dashmap::DashMap;
 
@@ -51,9 +51,9 @@ pub struct GroupCoordinator {
     groups: DashMap<String, Arc<Mutex<Group>>>,
     /// Groups with members or pending member ids: the only ones the timers need to visit.
     active: DashMap<String, Arc<Mutex<Group>>>,
-    /// The partitions of `__consumer_offsets` once the topic exists and has been replayed:
-    /// Some for those this broker leads (their groups are coordinated here), None for the rest.
-    logs: OnceLock<Vec<Option<Arc<PartitionLog>>>>,
+    /// The partitions of `__consumer_offsets` once the topic exists: Some for those this broker
+    /// leads (replayed; their groups are coordinated here), None for the rest.
+    logs: RwLock<Option<Vec<Option<Arc<PartitionLog>>>>>,
     last_expiry_ms: AtomicI64,
 }
 
@@ -67,7 +67,7 @@ impl GroupCoordinator {
             config,
             groups: DashMap::new(),
             active: DashMap::new(),
-            logs: OnceLock::new(),
+            logs: RwLock::new(None),
             last_expiry_ms: AtomicI64::new(crate::log::LogManager::now_ms()),
         }
     }
@@ -77,15 +77,59 @@ impl GroupCoordinator {
     }
 
     pub fn is_loaded(&self) -> bool {
-        self.logs.get().is_some()
+        self.read_logs().is_some()
     }
 
-    /// Replays the offsets topic into memory and starts serving groups from it.
+    fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, Option<Vec<Option<Arc<PartitionLog>>>>> {
+        self.logs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Which offsets-topic partitions are coordinated here.
+    pub fn led_partitions(&self) -> Vec<bool> {
+        self.read_logs()
+            .as_ref()
+            .map(|l| l.iter().map(Option::is_some).collect())
+            .unwrap_or_default()
+    }
+
+    /// Follows which offsets-topic partitions this broker leads (`logs[p]` is Some for those):
+    /// a partition newly led is replayed and its groups served from here; one no longer led has
+    /// its groups dropped (their members are told NOT_COORDINATOR and find the new one).
     pub fn load(&self, logs: Vec<Option<Arc<PartitionLog>>>, now: i64) -> Result<(), LogError> {
+        let before = self.led_partitions();
+        let led_before = |p: usize| before.get(p).copied().unwrap_or(false);
+        let count = logs.len() as i32;
+        let dropped: Vec<i32> = (0..logs.len())
+            .filter(|p| led_before(*p) && logs[*p].is_none())
+            .map(|p| p as i32)
+            .collect();
+        if !dropped.is_empty() {
+            for group in self.all() {
+                let mut g = lock(&group);
+                if dropped.contains(&store::partition_for(&g.id, count)) {
+                    g.abort_waiters(GroupError::NotCoordinator);
+                    self.groups.remove(&g.id);
+                    self.active.remove(&g.id);
+                }
+            }
+        }
+        let newly: Vec<Arc<PartitionLog>> = logs
+            .iter()
+            .enumerate()
+            .filter(|(p, l)| l.is_some() && !led_before(*p))
+            .filter_map(|(_, l)| l.clone())
+            .collect();
+        self.replay(&newly, now)?;
+        *self.logs.write().unwrap_or_else(|p| p.into_inner()) = Some(logs);
+        Ok(())
+    }
+
+    /// Replays offsets-topic partitions into groups.
+    fn replay(&self, logs: &[Arc<PartitionLog>], now: i64) -> Result<(), LogError> {
         let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut metadata: HashMap<String, StoredGroup> = HashMap::new();
         let mut records = 0usize;
-        for log in logs.iter().flatten() {
+        for log in logs {
             for entry in store::replay(log)? {
                 records += 1;
                 match entry {
@@ -143,16 +187,23 @@ impl GroupCoordinator {
             }
             self.groups.insert(id.clone(), g);
         }
-        tracing::info!(groups = ids.len(), records, "group coordinator loaded");
-        let _ = self.logs.set(logs);
+        if !logs.is_empty() {
+            tracing::info!(
+                partitions = logs.len(),
+                groups = ids.len(),
+                records,
+                "group coordinator loaded"
+            );
+        }
         Ok(())
     }
 
-    fn log_for(&self, group: &str) -> Result<&Arc<PartitionLog>, GroupError> {
-        let logs = self.logs.get().ok_or(GroupError::CoordinatorNotAvailable)?;
+    fn log_for(&self, group: &str) -> Result<Arc<PartitionLog>, GroupError> {
+        let guard = self.read_logs();
+        let logs = guard.as_ref().ok_or(GroupError::CoordinatorNotAvailable)?;
         let p = store::partition_for(group, logs.len() as i32);
         logs.get(p as usize)
-            .and_then(Option::as_ref)
+            .and_then(Option::clone)
             .ok_or(GroupError::NotCoordinator)
     }
 
@@ -161,7 +212,7 @@ impl GroupCoordinator {
             return Ok(());
         }
         let log = self.log_for(group)?;
-        store::append(log, entries, now).map_err(|e| {
+        store::append(&log, entries, now).map_err(|e| {
             tracing::error!(group, error = %e, "writing to the offsets topic failed");
             GroupError::from(e)
         })
@@ -595,7 +646,9 @@ impl GroupCoordinator {
     /// before that copy is deleted. Each group is copied under its own lock, so a commit racing
     /// the copy lands after it and wins on replay, as it should.
     pub fn compact(&self, now: i64) {
-        let Some(logs) = self.logs.get() else { return };
+        let Some(logs) = self.read_logs().clone() else {
+            return;
+        };
         for (p, log) in logs.iter().enumerate() {
             let Some(log) = log else { continue };
             if log.segment_count() < 2 {
@@ -784,6 +837,30 @@ mod tests {
     }
 
     #[test]
+    fn groups_follow_the_leadership_of_their_offsets_partition() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_logs, parts) = offsets_logs(dir.path(), 1 << 20);
+        let c = GroupCoordinator::new(GroupConfig::default());
+        let all: Vec<Option<Arc<PartitionLog>>> = parts.into_iter().map(Some).collect();
+        c.load(all.clone(), 0).expect("load");
+        c.commit("g1", "", None, -1, vec![("t".into(), 0, offset(7, 0))])
+            .expect("commit");
+        let p = store::partition_for("g1", all.len() as i32) as usize;
+        // Another broker leads the group's partition now: not coordinated here.
+        let mut without = all.clone();
+        without[p] = None;
+        c.load(without, 0).expect("unload");
+        assert!(c.list().iter().all(|g| g.id != "g1"));
+        assert!(matches!(
+            c.commit("g1", "", None, -1, vec![]),
+            Err(GroupError::NotCoordinator)
+        ));
+        // Back here: replayed from the log, the commit is there.
+        c.load(all, 0).expect("reload");
+        assert_eq!(committed(&c, "g1"), vec![("t".into(), 0, 7, "m7".into())]);
+    }
+
+    #[test]
     fn offsets_of_empty_groups_expire_after_the_retention() {
         let dir = tempfile::tempdir().expect("tmp");
         {
@@ -821,7 +898,7 @@ mod tests {
             }
             c.delete("d").expect("delete");
             c.compact(0);
-            for log in c.logs.get().expect("loaded").iter().flatten() {
+            for log in c.read_logs().clone().expect("loaded").iter().flatten() {
                 assert!(
                     log.segment_count() <= 2,
                     "segments: {}",
