@@ -125,3 +125,26 @@ def test_killed_broker_goes_offline_and_comes_back_with_its_data(cluster, topic_
     assert wait_for(online, timeout=30), "partitions stayed offline"
     seen = consume_group(bootstrap, topic_name, f"g-{topic_name}", 300)
     assert len(seen) == 300
+
+
+def test_group_resumes_after_its_coordinator_is_killed_and_restarted(cluster, topic_name):
+    bootstrap = ",".join(n.bootstrap for n in cluster.nodes)
+    create(bootstrap, topic_name, 3)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(90):
+        p.produce(topic_name, value=f"b{i}")
+    assert p.flush(30) == 0
+    group = f"g-{topic_name}"
+    assert len(consume_group(bootstrap, topic_name, group, 90)) == 90  # commits at the end
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=30)
+    coordinator = next(n for n in cluster.nodes if n.node_id == desc.coordinator.id)
+    coordinator.kill9()
+    coordinator.spawn()
+    coordinator.wait_ready()
+    for i in range(30):
+        p.produce(topic_name, value=f"c{i}")
+    assert p.flush(30) == 0
+    # Only what came after the commit is read again: the restarted coordinator still has it.
+    seen = consume_group(bootstrap, topic_name, group, 30)
+    assert seen == {f"c{i}" for i in range(30)}
