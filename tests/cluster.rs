@@ -333,6 +333,46 @@ async fn controllers_and_brokers_on_separate_nodes() {
     assert!(moved, "no new active controller");
     create(&four, "split-after", 2, &[]).await;
     assert_eq!(layout(&five, "split-after").len(), 2);
+
+    // A second process with broker 4's node.id is refused while broker 4 heartbeats.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let voters: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.roles == "controller")
+        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+        .collect();
+    let mut twin = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(tmp.path())
+        .args(["--set", "node.id=4", "--set", "process.roles=broker"])
+        .args([
+            "--set",
+            &format!("controller.quorum.voters={}", voters.join(",")),
+        ])
+        .env("RUNNEL_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn twin");
+    let stdout = twin.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let started = rx.recv_timeout(Duration::from_secs(5));
+    let _ = twin.kill();
+    let _ = twin.wait();
+    assert!(
+        started.is_err(),
+        "a duplicate node.id became ready: {started:?}"
+    );
+    let md = metadata_consumer(&five)
+        .fetch_metadata(None, TIMEOUT)
+        .expect("metadata");
+    let b4 = md.brokers().iter().find(|b| b.id() == 4).expect("broker 4");
+    assert_eq!(format!("127.0.0.1:{}", b4.port()), four);
 }
 
 /// The quorum leader as `runnel cluster status --json` reports it through a broker.
