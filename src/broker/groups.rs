@@ -286,7 +286,7 @@ impl Broker {
                 if id.is_empty() {
                     return base.with_error_code(ResponseError::InvalidGroupId.code());
                 }
-                if self.group_coordinator_loaded().is_err() {
+                if self.coordinator_ready().is_err() {
                     return base.with_error_code(ResponseError::CoordinatorNotAvailable.code());
                 }
                 let Some(d) = self.groups.describe(id) else {
@@ -335,7 +335,7 @@ impl Broker {
             .map(|id| {
                 let r = if id.is_empty() {
                     Err(ResponseError::InvalidGroupId)
-                } else if self.group_coordinator_loaded().is_err() {
+                } else if self.coordinator_ready().is_err() {
                     Err(ResponseError::CoordinatorNotAvailable)
                 } else {
                     self.groups.delete(id).map_err(|e| errors::group_error(&e))

@@ -151,11 +151,11 @@ impl Broker {
     }
 
     /// The group coordinator serves once the offsets topic exists and is loaded here.
-    pub fn group_coordinator_loaded(&self) -> Result<(), TopicError> {
+    pub fn coordinator_ready(&self) -> Result<(), ResponseError> {
         if self.groups.is_loaded() {
             Ok(())
         } else {
-            Err(TopicError::Unknown(OFFSETS_TOPIC.to_string()))
+            Err(ResponseError::CoordinatorNotAvailable)
         }
     }
 

@@ -65,19 +65,17 @@ impl Broker {
         let group_result = if valid.is_empty() {
             Ok(())
         } else {
-            self.group_coordinator_loaded()
-                .map_err(|_| ResponseError::CoordinatorNotAvailable)
-                .and_then(|_| {
-                    self.groups
-                        .commit(
-                            &req.group_id,
-                            &req.member_id,
-                            req.group_instance_id.as_deref(),
-                            req.generation_id_or_member_epoch,
-                            valid,
-                        )
-                        .map_err(|e| errors::group_error(&e))
-                })
+            self.coordinator_ready().and_then(|_| {
+                self.groups
+                    .commit(
+                        &req.group_id,
+                        &req.member_id,
+                        req.group_instance_id.as_deref(),
+                        req.generation_id_or_member_epoch,
+                        valid,
+                    )
+                    .map_err(|e| errors::group_error(&e))
+            })
         };
         let topics = checked
             .into_iter()
@@ -109,8 +107,7 @@ impl Broker {
         group: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<TopicOffsets>, ResponseError> {
-        self.group_coordinator_loaded()
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        self.coordinator_ready()?;
         let wanted: Option<Vec<(String, i32)>> = topics.as_ref().map(|ts| {
             ts.iter()
                 .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
@@ -217,14 +214,11 @@ impl Broker {
                 }
             }
         }
-        let results = self
-            .group_coordinator_loaded()
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)
-            .and_then(|_| {
-                self.groups
-                    .delete_offsets(&req.group_id, &known)
-                    .map_err(|e| errors::group_error(&e))
-            });
+        let results = self.coordinator_ready().and_then(|_| {
+            self.groups
+                .delete_offsets(&req.group_id, &known)
+                .map_err(|e| errors::group_error(&e))
+        });
         let results = match results {
             Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
             Ok(r) => r,
