@@ -39,8 +39,9 @@ pub struct Controller {
     /// The metadata log, read for broker-only nodes fetching it.
     log: LogStore,
     image: watch::Receiver<Arc<MetadataImage>>,
-    /// When each broker last heartbeated to this controller, and the term it did so in.
-    last_seen: Mutex<(u64, HashMap<i32, Instant>)>,
+    /// Heartbeats (and registrations) this controller received: the term it leads, when it
+    /// began leading it, and when each broker was last heard from in it.
+    last_seen: Mutex<(u64, Instant, HashMap<i32, Instant>)>,
 }
 
 /// Replica lists for `partitions` new partitions over the live brokers, `rf` each: broker
@@ -90,7 +91,7 @@ impl Controller {
             raft,
             log,
             image,
-            last_seen: Mutex::new((0, HashMap::new())),
+            last_seen: Mutex::new((0, Instant::now(), HashMap::new())),
         }
     }
 
@@ -473,13 +474,13 @@ impl Controller {
 
     fn seen_within_session(&self, id: i32) -> bool {
         let g = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        g.1.get(&id)
+        g.2.get(&id)
             .is_some_and(|t| t.elapsed() <= self.settings.session_timeout)
     }
 
     fn saw(&self, id: i32) {
         let mut g = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        g.1.insert(id, Instant::now());
+        g.2.insert(id, Instant::now());
     }
 
     /// Fences brokers that have not heartbeated within the session timeout. A controller that
@@ -494,13 +495,14 @@ impl Controller {
         let expired: Vec<i32> = {
             let mut g = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
             if g.0 != metrics.current_term {
-                *g = (metrics.current_term, HashMap::new());
+                *g = (metrics.current_term, now, HashMap::new());
             }
-            let seen = &mut g.1;
+            // Brokers not heard from in this term count from its start: a session of grace.
+            let (_, since, seen) = &*g;
             image
                 .live_brokers()
                 .filter(|b| {
-                    let last = *seen.entry(b.id).or_insert(now);
+                    let last = seen.get(&b.id).copied().unwrap_or(*since);
                     now.duration_since(last) > self.settings.session_timeout
                 })
                 .map(|b| b.id)

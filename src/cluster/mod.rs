@@ -30,10 +30,12 @@ use self::rpc::{ControllerReply, ControllerRequest, Reply, Request};
 use crate::config::Config;
 use crate::metadata::{MetadataImage, TopicError};
 
-/// Raft timing as KRaft sets it: a missing leader is noticed within about a second.
-const HEARTBEAT_MS: u64 = 200;
-const ELECTION_TIMEOUT_MIN_MS: u64 = 800;
-const ELECTION_TIMEOUT_MAX_MS: u64 = 1600;
+/// Raft timing close to KRaft's (controller.quorum.election.timeout.ms=1000): a missing leader
+/// is noticed within a second. openraft's leader lease equals the maximum, so a new leader is
+/// elected between about 1 and 2 s after the old one stops.
+const HEARTBEAT_MS: u64 = 100;
+const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
 /// Entries between snapshots; a restart replays at most this many.
 const SNAPSHOT_EVERY: u64 = 1000;
 const CONTROLLER_TICK: Duration = Duration::from_millis(500);

@@ -77,7 +77,7 @@ impl LogManager {
     pub fn open(
         dir: &Path,
         open_files: usize,
-        config_for: impl Fn(&str) -> LogConfig,
+        config_for: impl Fn(&str) -> LogConfig + Sync,
     ) -> Result<(Self, RecoveryStats), LogError> {
         std::fs::create_dir_all(dir).at(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
@@ -98,7 +98,7 @@ impl LogManager {
             logs: DashMap::new(),
             last_checkpoint: std::sync::Mutex::new(None),
         };
-        let mut total = RecoveryStats::default();
+        let mut partitions = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
             let path = entry.at(dir)?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -115,24 +115,64 @@ impl LogManager {
             if name == METADATA_LOG_DIR {
                 continue;
             }
-            let Some((topic, partition)) = parse_partition_dir(name) else {
-                continue;
-            };
-            let (log, stats) = PartitionLog::load(LoadParams {
-                dir: path.clone(),
-                config: config_for(&topic),
-                files: manager.files.clone(),
-                dir_failed: manager.dir_failed.clone(),
-                clean_shutdown,
-                recovery_point: lookup(&recovery_points, &topic, partition).unwrap_or(0),
-                log_start_offset: lookup(&log_starts, &topic, partition).unwrap_or(0),
-                topic: topic.clone(),
-                partition,
-            })?;
-            total.segments_scanned += stats.segments_scanned;
-            total.bytes_truncated += stats.bytes_truncated;
-            total.segments_deleted += stats.segments_deleted;
-            manager.logs.insert((topic, partition), Arc::new(log));
+            if let Some((topic, partition)) = parse_partition_dir(name) {
+                partitions.push((path, topic, partition));
+            }
+        }
+        // Partitions load (and after a crash, recover) on every core: with thousands of them
+        // start-up time is this loop.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let results: Vec<Result<RecoveryStats, LogError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.min(partitions.len()).max(1))
+                .map(|_| {
+                    scope.spawn(|| -> Result<RecoveryStats, LogError> {
+                        let mut stats = RecoveryStats::default();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((path, topic, partition)) = partitions.get(i) else {
+                                return Ok(stats);
+                            };
+                            let (log, s) = PartitionLog::load(LoadParams {
+                                dir: path.clone(),
+                                config: config_for(topic),
+                                files: manager.files.clone(),
+                                dir_failed: manager.dir_failed.clone(),
+                                clean_shutdown,
+                                recovery_point: lookup(&recovery_points, topic, *partition)
+                                    .unwrap_or(0),
+                                log_start_offset: lookup(&log_starts, topic, *partition)
+                                    .unwrap_or(0),
+                                topic: topic.clone(),
+                                partition: *partition,
+                            })?;
+                            stats.segments_scanned += s.segments_scanned;
+                            stats.bytes_truncated += s.bytes_truncated;
+                            stats.segments_deleted += s.segments_deleted;
+                            manager
+                                .logs
+                                .insert((topic.clone(), *partition), Arc::new(log));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(LogError::DirectoryFailed(
+                            "a recovery thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut total = RecoveryStats::default();
+        for r in results {
+            let s = r?;
+            total.segments_scanned += s.segments_scanned;
+            total.bytes_truncated += s.bytes_truncated;
+            total.segments_deleted += s.segments_deleted;
         }
         // From here on a crash is unclean until the next orderly shutdown.
         if clean_shutdown {
