@@ -220,7 +220,8 @@ impl LogStore {
     }
 
     /// The last entry's index (0 when empty).
-    pub fn last_index(&self) -> u64 {
+    #[cfg(test)]
+    fn last_index(&self) -> u64 {
         let g = self.lock();
         g.entries
             .keys()
