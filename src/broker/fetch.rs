@@ -87,16 +87,14 @@ impl Broker {
                     Err(e) => {
                         errored = true;
                         let mut resp = partition_error(fp.partition, e);
-                        if e == ResponseError::NotLeaderOrFollower {
-                            if let Some((id, epoch)) =
-                                Self::leader_hint(&image, &topic.name, fp.partition, &mut leaders)
-                            {
-                                resp = resp.with_current_leader(
-                                    LeaderIdAndEpoch::default()
-                                        .with_leader_id(id)
-                                        .with_leader_epoch(epoch),
-                                );
-                            }
+                        if let Some((id, epoch)) =
+                            Self::leader_hint(e, &image, &topic.name, fp.partition, &mut leaders)
+                        {
+                            resp = resp.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(id)
+                                    .with_leader_epoch(epoch),
+                            );
                         }
                         parts.push(resp);
                         continue;

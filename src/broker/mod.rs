@@ -180,12 +180,12 @@ impl Broker {
 
     /// The log of a partition this broker leads, with its leader epoch; otherwise the error a
     /// client must see to look for the leader again.
-    pub fn leader_log(
+    pub fn leader_log<'i>(
         &self,
-        image: &MetadataImage,
+        image: &'i MetadataImage,
         topic: &str,
         partition: i32,
-    ) -> Result<(Arc<PartitionLog>, PartitionRegistration), ResponseError> {
+    ) -> Result<(Arc<PartitionLog>, &'i PartitionRegistration), ResponseError> {
         let reg = image
             .partition(topic, partition)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
@@ -198,17 +198,21 @@ impl Broker {
         let log = self
             .partition_log(topic, partition)
             .ok_or(ResponseError::NotLeaderOrFollower)?;
-        Ok((log, reg.clone()))
+        Ok((log, reg))
     }
 
-    /// KIP-951: the partition's current leader and epoch, told with NOT_LEADER_OR_FOLLOWER so a
-    /// client can go there without a metadata round trip.
+    /// KIP-951: with NOT_LEADER_OR_FOLLOWER, the partition's current leader and epoch, so a
+    /// client can go there without a metadata round trip (its endpoint joins `leaders`).
     pub fn leader_hint(
+        error: ResponseError,
         image: &MetadataImage,
         topic: &str,
         partition: i32,
         leaders: &mut std::collections::BTreeSet<i32>,
     ) -> Option<(BrokerId, i32)> {
+        if error != ResponseError::NotLeaderOrFollower {
+            return None;
+        }
         let reg = image.partition(topic, partition)?;
         image.live_broker(reg.leader)?;
         leaders.insert(reg.leader);

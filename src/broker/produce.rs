@@ -66,16 +66,14 @@ impl Broker {
                     Ok(x) => x,
                     Err(e) => {
                         let mut resp = failed(index, e, None);
-                        if e == ResponseError::NotLeaderOrFollower {
-                            if let Some((id, epoch)) =
-                                Self::leader_hint(&image, &topic.name, index, &mut leaders)
-                            {
-                                resp = resp.with_current_leader(
-                                    LeaderIdAndEpoch::default()
-                                        .with_leader_id(id)
-                                        .with_leader_epoch(epoch),
-                                );
-                            }
+                        if let Some((id, epoch)) =
+                            Self::leader_hint(e, &image, &topic.name, index, &mut leaders)
+                        {
+                            resp = resp.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(id)
+                                    .with_leader_epoch(epoch),
+                            );
                         }
                         parts.push(resp);
                         continue;

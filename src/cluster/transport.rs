@@ -24,8 +24,9 @@ use super::controller::Controller;
 use super::raft_types::{NodeId, Raft, Snapshot, TypeConfig, Vote};
 use super::rpc::{Envelope, Reply, Request};
 
-/// Larger frames are refused unread: nothing on this listener comes near it.
-const MAX_FRAME: usize = 256 << 20;
+/// Larger frames are refused unread. The largest message is a snapshot: a few MB for 50,000
+/// partitions.
+const MAX_FRAME: usize = 64 << 20;
 
 async fn write_frame<T: serde::Serialize>(
     stream: &mut TcpStream,
@@ -46,8 +47,15 @@ async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> s
             format!("frame of {len} bytes"),
         ));
     }
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).await?;
+    // The buffer grows with the bytes that arrive, not with what the length claims.
+    let mut body = Vec::new();
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     serde_json::from_slice(&body)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
