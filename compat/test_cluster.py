@@ -52,7 +52,10 @@ def test_kcat_lists_three_brokers_and_a_controller(cluster):
 
 def test_topic_spreads_and_clients_route_through_any_broker(cluster, topic_name):
     create(cluster.nodes[0].bootstrap, topic_name, 12)
-    md = AdminClient({"bootstrap.servers": cluster.nodes[2].bootstrap}).list_topics(timeout=20)
+    # Another broker learns the topic a moment after the one that created it.
+    other = AdminClient({"bootstrap.servers": cluster.nodes[2].bootstrap})
+    assert wait_for(lambda: topic_name in other.list_topics(timeout=20).topics)
+    md = other.list_topics(timeout=20)
     leaders = [p.leader for p in md.topics[topic_name].partitions.values()]
     assert sorted(leaders.count(b) for b in (1, 2, 3)) == [4, 4, 4]
     p = Producer({"bootstrap.servers": cluster.nodes[1].bootstrap})

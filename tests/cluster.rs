@@ -63,16 +63,23 @@ fn controller_id_now(addr: &str) -> Option<i32> {
     })
 }
 
-/// Partition → (leader, replicas) of a topic, as librdkafka sees it.
+/// Partition → (leader, replicas) of a topic, as librdkafka sees it through `bootstrap`. A
+/// broker learns a new topic a moment after the one that created it: wait up to 10 s for it.
 fn layout(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>)> {
-    let md = metadata_consumer(bootstrap)
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .expect("metadata");
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| (p.id(), (p.leader(), p.replicas().to_vec())))
-        .collect()
+    let consumer = metadata_consumer(bootstrap);
+    let mut partitions = BTreeMap::new();
+    eventually(Duration::from_secs(10), || {
+        let md = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .expect("metadata");
+        partitions = md.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| (p.id(), (p.leader(), p.replicas().to_vec())))
+            .collect();
+        !partitions.is_empty()
+    });
+    partitions
 }
 
 async fn create(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
