@@ -88,6 +88,16 @@ pub struct ClusterConfig {
     pub heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`.
     pub session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.max.bytes`: per partition in one follower fetch.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`.
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`: the pause after a failed follower fetch.
+    pub replica_fetch_backoff_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -103,6 +113,11 @@ impl Default for ClusterConfig {
             metadata_log_dir: None,
             heartbeat_interval_ms: 2000,
             session_timeout_ms: 9000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1024 * 1024,
+            replica_fetch_response_max_bytes: 10 * 1024 * 1024,
+            replica_fetch_backoff_ms: 1000,
         }
     }
 }
@@ -344,6 +359,15 @@ impl Config {
                 self.cluster.heartbeat_interval_ms = parse_num(key, v)?
             }
             "broker.session.timeout.ms" => self.cluster.session_timeout_ms = parse_num(key, v)?,
+            "replica.lag.time.max.ms" => self.cluster.replica_lag_time_max_ms = parse_num(key, v)?,
+            "replica.fetch.wait.max.ms" => {
+                self.cluster.replica_fetch_wait_max_ms = parse_num(key, v)?
+            }
+            "replica.fetch.max.bytes" => self.cluster.replica_fetch_max_bytes = parse_num(key, v)?,
+            "replica.fetch.response.max.bytes" => {
+                self.cluster.replica_fetch_response_max_bytes = parse_num(key, v)?
+            }
+            "replica.fetch.backoff.ms" => self.cluster.replica_fetch_backoff_ms = parse_num(key, v)?,
             "log.retention.hours" => self.log.retention_ms = parse_num::<i64>(key, v)? * HOUR_MS,
             "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
             "log.roll.hours" => self.log.segment_ms = parse_num::<i64>(key, v)? * HOUR_MS,
@@ -693,6 +717,12 @@ impl Config {
                 self.log.producer_id_expiration_ms.to_string(),
                 Int,
                 "Idempotence state of a producer idle this long is dropped.",
+            ),
+            (
+                "replica.lag.time.max.ms",
+                self.cluster.replica_lag_time_max_ms.to_string(),
+                Long,
+                "A follower that has not caught up with the leader for this long leaves the ISR.",
             ),
             (
                 "group.initial.rebalance.delay.ms",

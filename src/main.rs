@@ -485,6 +485,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Broker::open(config, cluster.clone())
         })?);
         tokio::spawn(broker.clone().follow_metadata(stop_rx.clone()));
+        tokio::spawn(runnel::cluster::replica_fetcher::run(
+            broker.clone(),
+            stop_rx.clone(),
+        ));
+        tokio::spawn(runnel::cluster::isr::run(broker.clone(), stop_rx.clone()));
         registration::register(&cluster, &registration).await?;
         let caught_up = cluster.image.borrow().offset;
         broker.wait_published(caught_up).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 
@@ -16,6 +16,28 @@ use crate::protocol::errors;
 
 /// Fetch v13 (KIP-516) names topics by id.
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
+/// Fetch v15 (KIP-903) moves the follower's id into ReplicaState.
+const FIRST_REPLICA_STATE_VERSION: i16 = 15;
+
+/// The broker id of a follower's fetch, None for a consumer's.
+pub fn replica_id(req: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= FIRST_REPLICA_STATE_VERSION {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+/// KIP-320: a fetch names the leader epoch it believes in; an older one is fenced, a newer
+/// one means this broker has not seen the change yet.
+fn check_leader_epoch(asked: i32, current: i32) -> Result<(), ResponseError> {
+    match asked {
+        a if a < 0 || a == current => Ok(()),
+        a if a < current => Err(ResponseError::FencedLeaderEpoch),
+        _ => Err(ResponseError::UnknownLeaderEpoch),
+    }
+}
 
 fn partition_error(index: i32, e: ResponseError) -> PartitionData {
     PartitionData::default()
@@ -26,6 +48,23 @@ fn partition_error(index: i32, e: ResponseError) -> PartitionData {
         .with_log_start_offset(-1)
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(Bytes::new()))
+}
+
+/// Where a follower's log leaves the leader's: when the follower's last epoch ends here before
+/// the offset it fetches from, the epoch and end offset it must truncate to.
+fn diverging_epoch(
+    log: &crate::log::PartitionLog,
+    last_fetched_epoch: i32,
+    fetch_offset: i64,
+) -> Option<EpochEndOffset> {
+    let (epoch, end) = log
+        .end_offset_for_epoch(last_fetched_epoch)
+        .unwrap_or((-1, log.log_start_offset()));
+    (epoch != last_fetched_epoch || end < fetch_offset).then(|| {
+        EpochEndOffset::default()
+            .with_epoch(epoch)
+            .with_end_offset(end)
+    })
 }
 
 impl Broker {
@@ -64,6 +103,9 @@ impl Broker {
         let mut topics = Vec::with_capacity(req.topics.len());
         let image = self.metadata.image();
         let mut leaders = std::collections::BTreeSet::new();
+        let replica = replica_id(req, version);
+        let now = crate::log::LogManager::now_ms();
+        let mut hw_moved = false;
         for ft in &req.topics {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
                 self.metadata.by_id(ft.topic_id)
@@ -82,8 +124,14 @@ impl Broker {
                     parts.push(partition_error(fp.partition, e));
                     continue;
                 };
-                let log = match self.leader_log(&image, &topic.name, fp.partition) {
-                    Ok((log, _)) => log,
+                let checked = self
+                    .leader_partition(&image, &topic.name, fp.partition)
+                    .and_then(|(p, reg)| {
+                        check_leader_epoch(fp.current_leader_epoch, reg.leader_epoch)?;
+                        Ok((p, reg))
+                    });
+                let (partition, reg) = match checked {
+                    Ok(x) => x,
                     Err(e) => {
                         errored = true;
                         let mut resp = partition_error(fp.partition, e);
@@ -100,10 +148,51 @@ impl Broker {
                         continue;
                     }
                 };
+                let log = &partition.log;
+                // A follower whose last epoch ends earlier here must truncate before it fetches.
+                if let Some(diverging) = replica
+                    .filter(|_| version >= 12 && fp.last_fetched_epoch >= 0)
+                    .and_then(|_| diverging_epoch(log, fp.last_fetched_epoch, fp.fetch_offset))
+                {
+                    parts.push(
+                        PartitionData::default()
+                            .with_partition_index(fp.partition)
+                            .with_high_watermark(log.high_watermark())
+                            .with_last_stable_offset(log.high_watermark())
+                            .with_log_start_offset(log.log_start_offset())
+                            .with_diverging_epoch(diverging)
+                            .with_preferred_read_replica(BrokerId(-1))
+                            .with_records(Some(Bytes::new())),
+                    );
+                    errored = true;
+                    continue;
+                }
+                let max_offset = match replica {
+                    Some(r) if fp.fetch_offset <= log.log_end_offset() => {
+                        let eligible = image.live_broker(r).is_some();
+                        let effect =
+                            partition.on_follower_fetch(reg, r, fp.fetch_offset, now, eligible);
+                        hw_moved |= effect.hw_advanced;
+                        if effect.expand {
+                            let mut isr = reg.isr.clone();
+                            isr.push(r);
+                            let _ = self.isr_changes.send(super::IsrChange {
+                                topic: topic.name.clone(),
+                                partition: fp.partition,
+                                leader_epoch: reg.leader_epoch,
+                                partition_epoch: reg.partition_epoch,
+                                isr,
+                            });
+                        }
+                        log.log_end_offset()
+                    }
+                    Some(_) => log.log_end_offset(),
+                    None => log.high_watermark(),
+                };
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
                 // KIP-74: the first partition with data may exceed the limits by one batch.
                 let min_one = total == 0;
-                match log.read(fp.fetch_offset, limit, min_one) {
+                match log.read_up_to(fp.fetch_offset, limit, min_one, max_offset) {
                     Ok(info) => {
                         let records = info.records.unwrap_or_default();
                         total += records.len();
@@ -139,6 +228,9 @@ impl Broker {
                     .with_topic_id(ft.topic_id)
                     .with_partitions(parts),
             );
+        }
+        if hw_moved {
+            self.appended.notify_waiters();
         }
         // Session id 0: no incremental session is created (KIP-227 lets a broker decline), so
         // clients keep sending full fetch requests.

@@ -12,6 +12,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
+pub mod partition;
 pub mod produce;
 pub mod quorum;
 pub mod replica_manager;
@@ -32,6 +33,7 @@ use crate::config::Config;
 use crate::group::store::OFFSETS_TOPIC;
 use crate::group::GroupCoordinator;
 use crate::log::{LogManager, PartitionLog};
+use partition::Partition;
 use crate::metadata::{MetadataCache, MetadataImage, PartitionRegistration, Topic, TopicError};
 use crate::producer::id_manager::ProducerIdManager;
 
@@ -50,6 +52,21 @@ pub struct Broker {
     pub appended: tokio::sync::Notify,
     /// The offset of the last image published to `metadata`.
     pub(crate) published: tokio::sync::watch::Sender<u64>,
+    /// The partitions this broker leads, with their followers' state.
+    pub(crate) leaders: dashmap::DashMap<(String, i32), Arc<Partition>>,
+    /// ISR changes leaders want; `cluster::isr` sends them to the controller.
+    pub(crate) isr_changes: tokio::sync::mpsc::UnboundedSender<IsrChange>,
+    isr_changes_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>>>,
+}
+
+/// An ISR a partition's leader asks the controller for (AlterPartition).
+#[derive(Debug, Clone)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// Who sent a request: the header's client id and the peer address (as Kafka shows them in
@@ -87,7 +104,11 @@ impl Broker {
             tracing::info!(?stats, "recovered after an unclean shutdown");
         }
         let groups = GroupCoordinator::new(config.group.clone());
+        let (isr_changes, isr_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
+            leaders: dashmap::DashMap::new(),
+            isr_changes,
+            isr_changes_rx: std::sync::Mutex::new(Some(isr_rx)),
             config,
             logs,
             metadata: MetadataCache::default(),
@@ -178,14 +199,24 @@ impl Broker {
         self.logs.get(topic, partition)
     }
 
-    /// The log of a partition this broker leads, with its leader epoch; otherwise the error a
+    /// The receiver of `isr_changes`, once (for the task that sends them on).
+    pub fn take_isr_changes(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>> {
+        self.isr_changes_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// A partition this broker leads in `image`, with its registration; otherwise the error a
     /// client must see to look for the leader again.
-    pub fn leader_log<'i>(
+    pub fn leader_partition<'i>(
         &self,
         image: &'i MetadataImage,
         topic: &str,
         partition: i32,
-    ) -> Result<(Arc<PartitionLog>, &'i PartitionRegistration), ResponseError> {
+    ) -> Result<(Arc<Partition>, &'i PartitionRegistration), ResponseError> {
         let reg = image
             .partition(topic, partition)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
@@ -195,10 +226,24 @@ impl Broker {
         if reg.leader != self.config.node_id {
             return Err(ResponseError::NotLeaderOrFollower);
         }
-        let log = self
-            .partition_log(topic, partition)
+        let p = self
+            .leaders
+            .get(&(topic.to_string(), partition))
+            .map(|p| p.clone())
+            .filter(|p| p.leader_epoch() == reg.leader_epoch)
             .ok_or(ResponseError::NotLeaderOrFollower)?;
-        Ok((log, reg))
+        Ok((p, reg))
+    }
+
+    /// As `leader_partition`, for handlers that need only the log.
+    pub fn leader_log<'i>(
+        &self,
+        image: &'i MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<PartitionLog>, &'i PartitionRegistration), ResponseError> {
+        self.leader_partition(image, topic, partition)
+            .map(|(p, reg)| (p.log.clone(), reg))
     }
 
     /// KIP-951: with NOT_LEADER_OR_FOLLOWER, the partition's current leader and epoch, so a

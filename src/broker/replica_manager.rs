@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::partition::Partition;
 use super::Broker;
 use crate::cluster::rpc::{ControllerRequest, NewTopic};
 use crate::group::store::OFFSETS_TOPIC;
@@ -22,6 +23,8 @@ impl Broker {
     pub fn apply_image(&self, image: Arc<MetadataImage>) -> Result<(), TopicError> {
         let me = self.config.node_id;
         let previous = self.metadata.image();
+        let now = LogManager::now_ms();
+        let mut hw_moved = false;
         for t in image.topics.values() {
             for (p, reg) in t.partitions.iter().enumerate() {
                 if !reg.replicas.contains(&me) {
@@ -33,12 +36,37 @@ impl Broker {
                 if *log.config() != t.config {
                     log.set_config(t.config.clone());
                 }
+                let key = (t.name.clone(), p as i32);
+                if reg.leader != me {
+                    // A follower's high watermark is the leader's, learnt by fetching.
+                    if self.leaders.remove(&key).is_some() || log.hw_follows_end() {
+                        log.set_hw_follows_end(false);
+                    }
+                    continue;
+                }
+                let current = self
+                    .leaders
+                    .get(&key)
+                    .map(|p| p.clone())
+                    .filter(|p| p.leader_epoch() == reg.leader_epoch);
+                let partition = match current {
+                    Some(p) => p,
+                    None => {
+                        // Becoming leader: the new epoch starts at our log end.
+                        log.begin_epoch(reg.leader_epoch)?;
+                        let p = Arc::new(Partition::new(log, reg, now));
+                        self.leaders.insert(key, p.clone());
+                        p
+                    }
+                };
+                hw_moved |= partition.refresh(reg);
             }
         }
         for t in previous.topics.values() {
             let gone = image.topic(&t.name).is_none_or(|now| now.id != t.id);
             if gone {
                 for p in 0..t.partition_count() {
+                    self.leaders.remove(&(t.name.clone(), p));
                     self.logs.delete(&t.name, p)?;
                 }
                 self.groups.forget_topic(&t.name);
@@ -65,6 +93,9 @@ impl Broker {
         let offset = image.offset;
         self.metadata.publish(image);
         self.published.send_replace(offset);
+        if hw_moved {
+            self.appended.notify_waiters();
+        }
         Ok(())
     }
 

@@ -121,6 +121,9 @@ impl Controller {
             Ok((Applied::Rejected(r), _)) => fail(match r {
                 Rejection::TopicExists(n) => TopicError::AlreadyExists(n),
                 Rejection::UnknownTopic(n) => TopicError::Unknown(n),
+                Rejection::StaleEpoch => {
+                    TopicError::StaleEpoch("The partition changed since the request.".into())
+                }
                 Rejection::UnknownBroker(id) => {
                     TopicError::InvalidReplicaAssignment(format!("Unknown broker {id}"))
                 }
@@ -237,6 +240,47 @@ impl Controller {
                     Ok(_) => self.not_controller(),
                     Err(reply) => reply,
                 }
+            }
+            ControllerRequest::AlterIsr {
+                broker,
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let Some(p) = image.partition(&topic, partition) else {
+                    return fail(TopicError::Unknown(topic));
+                };
+                let stale = p.leader != broker
+                    || p.leader_epoch != leader_epoch
+                    || p.partition_epoch != partition_epoch;
+                if stale {
+                    return fail(TopicError::StaleEpoch(format!(
+                        "{topic}-{partition} is at leader {} epoch {} partition epoch {}",
+                        p.leader, p.leader_epoch, p.partition_epoch
+                    )));
+                }
+                // A new member must be a live replica; the leader never drops itself.
+                let invalid = !isr.contains(&broker)
+                    || isr.iter().any(|r| {
+                        !p.replicas.contains(r)
+                            || (!p.isr.contains(r) && image.live_broker(*r).is_none())
+                    });
+                if invalid {
+                    return fail(TopicError::InvalidReplicaAssignment(format!(
+                        "ISR {isr:?} is not valid for replicas {:?}",
+                        p.replicas
+                    )));
+                }
+                self.write_done(MetadataRecord::AlterIsr {
+                    topic,
+                    partition,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                })
+                .await
             }
             ControllerRequest::DescribeQuorum => self.quorum(),
             ControllerRequest::FetchMetadata { after } => {

@@ -6,10 +6,12 @@
 //! the broker reconciles its logs with the images this module publishes.
 
 pub mod controller;
+pub mod isr;
 pub mod log_store;
 pub mod observer;
 pub mod raft_types;
 pub mod registration;
+pub mod replica_fetcher;
 pub mod rpc;
 pub mod state_machine;
 pub mod transport;

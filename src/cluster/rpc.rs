@@ -85,6 +85,15 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker: i32,
     },
+    /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition).
+    AlterIsr {
+        broker: i32,
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
     /// The quorum as its leader sees it (DescribeQuorum).
     DescribeQuorum,
     /// A broker-only node's pull of the committed metadata log after `after` (KRaft brokers

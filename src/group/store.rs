@@ -282,8 +282,11 @@ pub fn replay(log: &Arc<PartitionLog>) -> Result<Vec<Entry>, LogError> {
     const CHUNK: usize = 1 << 20;
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let Some(bytes) = log.read(offset, CHUNK, true)?.records else {
+    // To the log end, not the high watermark: a new leader's log is the partition's truth
+    // even before its followers confirm the tail.
+    let end = log.log_end_offset();
+    while offset < end {
+        let Some(bytes) = log.read_up_to(offset, CHUNK, true, end)?.records else {
             break;
         };
         let mut next = offset;

@@ -21,6 +21,7 @@ use super::recovery::{LoadParams, RecoveryStats};
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+pub const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 const DELETE_DIR_SUFFIX: &str = "-delete";
 
 /// Segment files kept open at most; the rest are reopened on demand.
@@ -38,7 +39,8 @@ pub struct LogManager {
     last_checkpoint: std::sync::Mutex<Option<CheckpointEntries>>,
 }
 
-type CheckpointEntries = (Vec<(String, i32, i64)>, Vec<(String, i32, i64)>);
+/// Recovery points, log start offsets and high watermarks, one entry per partition each.
+type CheckpointEntries = [Vec<(String, i32, i64)>; 3];
 
 /// `<topic>-<partition>` as Kafka names a partition directory.
 /// The metadata quorum's log directory (Kafka's name), which `cluster` owns.
@@ -86,6 +88,8 @@ impl LogManager {
             checkpoint::read_partition_offsets(&dir.join(RECOVERY_POINT_FILE)).unwrap_or_default();
         let log_starts =
             checkpoint::read_partition_offsets(&dir.join(LOG_START_FILE)).unwrap_or_default();
+        let high_watermarks =
+            checkpoint::read_partition_offsets(&dir.join(HIGH_WATERMARK_FILE)).unwrap_or_default();
         let lookup = |list: &[(String, i32, i64)], t: &str, p: i32| {
             list.iter()
                 .find(|(lt, lp, _)| lt == t && *lp == p)
@@ -143,6 +147,7 @@ impl LogManager {
                                     .unwrap_or(0),
                                 log_start_offset: lookup(&log_starts, topic, *partition)
                                     .unwrap_or(0),
+                                high_watermark: lookup(&high_watermarks, topic, *partition),
                                 topic: topic.clone(),
                                 partition: *partition,
                             })?;
@@ -231,6 +236,7 @@ impl LogManager {
             clean_shutdown: true,
             recovery_point: 0,
             log_start_offset: 0,
+            high_watermark: Some(0),
         })?;
         checkpoint::sync_dir(&self.dir)?;
         let log = Arc::new(log);
@@ -290,32 +296,31 @@ impl LogManager {
     }
 
     fn write_checkpoints(&self) -> Result<(), LogError> {
-        let mut rp = Vec::new();
-        let mut ls = Vec::new();
+        let mut entries: CheckpointEntries = Default::default();
         for log in self.all() {
-            rp.push((
-                log.topic().to_string(),
-                log.partition(),
+            let offsets = [
                 log.recovery_point(),
-            ));
-            ls.push((
-                log.topic().to_string(),
-                log.partition(),
                 log.log_start_offset(),
-            ));
+                log.high_watermark(),
+            ];
+            for (list, offset) in entries.iter_mut().zip(offsets) {
+                list.push((log.topic().to_string(), log.partition(), offset));
+            }
         }
-        rp.sort();
-        ls.sort();
+        for list in entries.iter_mut() {
+            list.sort();
+        }
         let mut last = self
             .last_checkpoint
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if last.as_ref().is_some_and(|(r, l)| *r == rp && *l == ls) {
-            return Ok(());
+        let files = [RECOVERY_POINT_FILE, LOG_START_FILE, HIGH_WATERMARK_FILE];
+        for (i, (file, list)) in files.iter().zip(&entries).enumerate() {
+            if last.as_ref().is_none_or(|l| l[i] != *list) {
+                checkpoint::write_partition_offsets(&self.dir.join(file), list)?;
+            }
         }
-        checkpoint::write_partition_offsets(&self.dir.join(RECOVERY_POINT_FILE), &rp)?;
-        checkpoint::write_partition_offsets(&self.dir.join(LOG_START_FILE), &ls)?;
-        *last = Some((rp, ls));
+        *last = Some(entries);
         Ok(())
     }
 

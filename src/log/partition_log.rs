@@ -69,6 +69,9 @@ pub struct PartitionLog {
     pub(super) log_start_offset: AtomicI64,
     pub(super) log_end_offset: AtomicI64,
     pub(super) high_watermark: AtomicI64,
+    /// Set while this replica leads with an ISR of itself alone: an append is committed as
+    /// soon as it is written. Otherwise followers' fetches move the high watermark.
+    pub(super) hw_follows_end: AtomicBool,
     /// Everything below this offset is known to be on disk (fsynced).
     pub(super) recovery_point: AtomicI64,
     /// Shared by every log in the directory: set on an I/O failure, after which nothing is
@@ -122,10 +125,25 @@ impl PartitionLog {
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point.load(Ordering::Acquire)
     }
-    /// Followers' acknowledgements move this; on a single node it follows the log end.
-    pub fn set_high_watermark(&self, hw: i64) {
-        self.high_watermark
-            .store(hw.min(self.log_end_offset()), Ordering::Release);
+    /// Followers' fetches (on the leader) or the leader's answers (on a follower) move this;
+    /// it never passes the log end. Returns whether it moved.
+    pub fn set_high_watermark(&self, hw: i64) -> bool {
+        let hw = hw.min(self.log_end_offset());
+        self.high_watermark.swap(hw, Ordering::AcqRel) != hw
+    }
+
+    pub fn hw_follows_end(&self) -> bool {
+        self.hw_follows_end.load(Ordering::Acquire)
+    }
+
+    /// See `hw_follows_end`; turning it on brings the high watermark to the log end at once.
+    pub fn set_hw_follows_end(&self, on: bool) {
+        let _writer = self.lock_writer();
+        self.hw_follows_end.store(on, Ordering::Release);
+        if on {
+            self.high_watermark
+                .store(self.log_end_offset(), Ordering::Release);
+        }
     }
 
     pub(super) fn segment_config(config: &LogConfig) -> SegmentConfig {
@@ -268,30 +286,103 @@ impl PartitionLog {
             writer.producers.update(h, now);
         }
         self.log_end_offset.store(next, Ordering::Release);
-        // One replica: the high watermark follows the log end. Replication will move it instead.
-        self.high_watermark.store(next, Ordering::Release);
-        if writer
-            .epochs
-            .latest_epoch()
-            .is_none_or(|e| e < leader_epoch)
-        {
-            let r = writer.epochs.assign(leader_epoch, base_offset);
-            self.fail_on_io(r)?;
+        if self.hw_follows_end.load(Ordering::Acquire) {
+            self.high_watermark.store(next, Ordering::Release);
         }
-        writer.unflushed_messages += messages;
-        writer.first_unflushed_ms.get_or_insert_with(now_ms);
-        if config
-            .flush_messages
-            .is_some_and(|n| writer.unflushed_messages >= n)
-        {
-            self.flush_locked(&mut writer)?;
-        }
+        let r = writer.epochs.assign(leader_epoch, base_offset);
+        self.fail_on_io(r)?;
+        self.count_unflushed(&mut writer, messages, &config)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_append_time: append_time,
             log_start_offset: self.log_start_offset(),
         })
+    }
+
+    /// Appends a leader's batches as they are (a follower's fetch): offsets and leader epochs
+    /// stay the leader's. The batches must start at this log's end and be contiguous; a
+    /// trailing partial batch (a fetch cut at its byte limit) is ignored. Returns the new log
+    /// end offset.
+    pub fn append_replicated(&self, records: &[u8]) -> Result<i64, LogError> {
+        self.check_dir()?;
+        let config = self.config();
+        let mut writer = self.lock_writer();
+        let mut next = self.log_end_offset();
+        let mut batches: Vec<(std::ops::Range<usize>, BatchHeader)> = Vec::new();
+        let mut at = 0usize;
+        while let Some(len) = records.get(at..).and_then(batch::peek_total_len) {
+            let Some(bytes) = records.get(at..at + len) else {
+                break;
+            };
+            let h = batch::verify(bytes)?;
+            if h.base_offset != next {
+                return Err(LogError::InvalidRecord(
+                    "replicated batch does not start at the log end",
+                ));
+            }
+            next = h.next_offset();
+            batches.push((at..at + len, h));
+            at += len;
+        }
+        let Some(first) = batches.first().map(|(_, h)| *h) else {
+            return Ok(next);
+        };
+        let end = at;
+        let incoming = Incoming {
+            bytes: end as u64,
+            base_offset: first.base_offset,
+            last_offset: next - 1,
+            max_timestamp: batches.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1),
+        };
+        let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
+        self.fail_on_io(active.append(&records[..end], &batches))?;
+        let now = now_ms();
+        let mut messages = 0u64;
+        for (_, h) in &batches {
+            writer.producers.update(h, now);
+            let r = writer.epochs.assign(h.partition_leader_epoch, h.base_offset);
+            self.fail_on_io(r)?;
+            messages += h.record_count.max(0) as u64;
+        }
+        self.log_end_offset.store(next, Ordering::Release);
+        self.count_unflushed(&mut writer, messages, &config)?;
+        Ok(next)
+    }
+
+    /// Counts appended messages toward `flush.messages` and flushes when it is reached.
+    fn count_unflushed(
+        &self,
+        writer: &mut WriterState,
+        messages: u64,
+        config: &LogConfig,
+    ) -> Result<(), LogError> {
+        writer.unflushed_messages += messages;
+        writer.first_unflushed_ms.get_or_insert_with(now_ms);
+        if config
+            .flush_messages
+            .is_some_and(|n| writer.unflushed_messages >= n)
+        {
+            self.flush_locked(writer)?;
+        }
+        Ok(())
+    }
+
+    /// Starts `epoch` at the log end (a replica becoming leader), so followers of an older
+    /// epoch find where their logs diverge even before the new leader appends anything.
+    pub fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        self.check_dir()?;
+        let mut writer = self.lock_writer();
+        let r = writer.epochs.assign(epoch, self.log_end_offset());
+        self.fail_on_io(r)
+    }
+
+    /// The end offset of `epoch` as this log knows it (OffsetForLeaderEpoch): the largest
+    /// epoch at or below it, and where the next one begins (the log end for the latest).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.lock_writer()
+            .epochs
+            .end_offset_for(epoch, self.log_end_offset())
     }
 
     /// Rolls to a new segment when the active one is full, too old, or its index is full;
@@ -672,6 +763,42 @@ impl PartitionLog {
             .filter(|o| *o > new_end)
         {
             removed.push(self.fail_on_io(retire(&state::snapshot_path(&self.dir, offset)))?);
+        }
+        Ok(removed)
+    }
+
+    /// Removes every record and starts the log empty at `offset` (a follower that fell behind
+    /// the leader's log start offset).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<Vec<PathBuf>, LogError> {
+        self.check_dir()?;
+        let mut writer = self.lock_writer();
+        let config = self.config();
+        let mut removed = Vec::new();
+        let mut guard = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        for (_, seg) in std::mem::take(&mut *guard) {
+            removed.extend(self.fail_on_io(seg.mark_deleted())?);
+        }
+        let seg = Segment::create(
+            &self.dir,
+            offset,
+            self.files.clone(),
+            Self::segment_config(&config),
+        );
+        guard.insert(offset, Arc::new(self.fail_on_io(seg)?));
+        drop(guard);
+        for a in [
+            &self.log_start_offset,
+            &self.log_end_offset,
+            &self.high_watermark,
+            &self.recovery_point,
+        ] {
+            a.store(offset, Ordering::Release);
+        }
+        let r = writer.epochs.truncate_from_end(i64::MIN);
+        self.fail_on_io(r)?;
+        writer.producers.truncate_from(i64::MIN);
+        for snapshot in state::list_snapshots(&self.dir)? {
+            removed.push(self.fail_on_io(retire(&state::snapshot_path(&self.dir, snapshot)))?);
         }
         Ok(removed)
     }

@@ -30,6 +30,9 @@ pub struct LoadParams {
     pub clean_shutdown: bool,
     pub recovery_point: i64,
     pub log_start_offset: i64,
+    /// The checkpointed high watermark (`replication-offset-checkpoint`); None: the log end,
+    /// as a log kept before replication had it.
+    pub high_watermark: Option<i64>,
 }
 
 /// What recovery did, for logs and tests.
@@ -250,7 +253,10 @@ impl PartitionLog {
             }),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
-            high_watermark: AtomicI64::new(log_end),
+            high_watermark: AtomicI64::new(
+                p.high_watermark.map_or(log_end, |hw| hw.clamp(log_start, log_end)),
+            ),
+            hw_follows_end: AtomicBool::new(true),
             // Everything loaded was either trusted after a clean shutdown or scanned and fsynced.
             recovery_point: AtomicI64::new(log_end),
             dir_failed: p.dir_failed,

@@ -132,6 +132,28 @@ impl MetadataImage {
                 };
                 Arc::make_mut(t).partitions.extend(partitions);
             }
+            MetadataRecord::AlterIsr {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let Some(t) = self.topics.get_mut(&topic) else {
+                    return Applied::Rejected(Rejection::UnknownTopic(topic));
+                };
+                let Some(p) = usize::try_from(partition)
+                    .ok()
+                    .and_then(|i| Arc::make_mut(t).partitions.get_mut(i))
+                else {
+                    return Applied::Rejected(Rejection::UnknownTopic(topic));
+                };
+                if p.leader_epoch != leader_epoch || p.partition_epoch != partition_epoch {
+                    return Applied::Rejected(Rejection::StaleEpoch);
+                }
+                p.isr = isr;
+                p.partition_epoch += 1;
+            }
             MetadataRecord::ProducerIds { block_size, .. } => {
                 let first = self.next_producer_id;
                 self.next_producer_id += block_size;
@@ -141,8 +163,9 @@ impl MetadataImage {
         Applied::Done
     }
 
-    /// Fences a broker: its leaderships go to another unfenced ISR member, or the partition
-    /// goes offline keeping its ISR (so only an in-sync replica can lead it again).
+    /// Fences a broker: it leaves every ISR it is in (unless it is the last member, so only an
+    /// in-sync replica can lead again), and its leaderships go to another unfenced ISR member
+    /// or the partition goes offline.
     fn fence(&mut self, id: i32) {
         let Some(b) = self.brokers.get_mut(&id) else {
             return;
@@ -150,17 +173,21 @@ impl MetadataImage {
         b.fenced = true;
         let live: Vec<i32> = self.live_brokers().map(|b| b.id).collect();
         self.update_partitions(|p| {
-            if p.leader != id {
+            if !p.isr.contains(&id) && p.leader != id {
                 return false;
             }
-            match p.isr.iter().copied().find(|r| *r != id && live.contains(r)) {
-                Some(next) => {
-                    p.isr.retain(|r| *r != id);
-                    p.leader = next;
-                }
-                None => p.leader = PartitionRegistration::NO_LEADER,
+            if p.isr.len() > 1 {
+                p.isr.retain(|r| *r != id);
             }
-            p.leader_epoch += 1;
+            if p.leader == id {
+                p.leader = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .find(|r| *r != id && live.contains(r))
+                    .unwrap_or(PartitionRegistration::NO_LEADER);
+                p.leader_epoch += 1;
+            }
             true
         });
     }

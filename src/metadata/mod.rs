@@ -69,6 +69,9 @@ pub enum TopicError {
     NotController(String),
     #[error("{0}")]
     Storage(String),
+    /// A partition change asked at a leader or partition epoch that is no longer current.
+    #[error("{0}")]
+    StaleEpoch(String),
 }
 
 impl From<LogError> for TopicError {

@@ -41,12 +41,12 @@ pub struct PartitionRegistration {
 impl PartitionRegistration {
     pub const NO_LEADER: i32 = -1;
 
-    /// A new partition led by its first replica, in sync with the leader alone: followers join
-    /// the ISR only once they replicate (until then only the leader holds the data).
+    /// A new partition led by its first replica, every replica in sync (all of them hold the
+    /// same empty log, as Kafka starts a partition).
     pub fn new(replicas: Vec<i32>) -> Self {
         let leader = replicas.first().copied().unwrap_or(Self::NO_LEADER);
         Self {
-            isr: vec![leader],
+            isr: replicas.clone(),
             replicas,
             leader,
             leader_epoch: 0,
@@ -85,6 +85,16 @@ pub enum MetadataRecord {
         name: String,
         partitions: Vec<PartitionRegistration>,
     },
+    /// A leader's change of its partition's ISR (Kafka's AlterPartition, written as a
+    /// PartitionChangeRecord): applies only if the partition is still at the epochs the leader
+    /// saw, so a stale leader's request never lands.
+    AlterIsr {
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
     /// Hands a block of producer ids to a broker.
     ProducerIds {
         broker: i32,
@@ -109,4 +119,6 @@ pub enum Rejection {
     TopicExists(String),
     UnknownTopic(String),
     UnknownBroker(i32),
+    /// The partition moved on (new leader or ISR) since the change was asked for.
+    StaleEpoch,
 }

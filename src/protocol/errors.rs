@@ -37,6 +37,7 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
         TopicError::NotController(_) => ResponseError::NotController,
         TopicError::DuplicateBroker(_) => ResponseError::DuplicateBrokerRegistration,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
+        TopicError::StaleEpoch(_) => ResponseError::FencedLeaderEpoch,
     }
 }
 

@@ -1,0 +1,203 @@
+//! Partition (Kafka's `Partition`): the leader's view of one partition it leads: each
+//! follower's fetch position and when it was last caught up, the high watermark those positions
+//! allow, and which ISR change (shrink or expand) is due.
+//!
+//! Owns the high-watermark rule: the smallest log end offset in the ISR, never moving back.
+//! Never changes the ISR itself: the controller commits that (AlterPartition), and the new
+//! ISR arrives with the next metadata image.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::log::PartitionLog;
+use crate::metadata::PartitionRegistration;
+
+#[derive(Debug, Clone, Copy)]
+struct FollowerState {
+    /// The follower holds every offset below this (its last fetch offset).
+    log_end_offset: i64,
+    last_caught_up_ms: i64,
+    last_fetch_ms: i64,
+    /// The leader's log end when the follower last fetched.
+    leader_end_at_last_fetch: i64,
+}
+
+struct LeaderState {
+    /// The epoch this state belongs to; a new epoch starts from scratch.
+    leader_epoch: i32,
+    /// Where the leader's epoch began: a follower must reach it to rejoin the ISR.
+    epoch_start_offset: i64,
+    /// When this replica became leader (followers count as caught up until then).
+    since_ms: i64,
+    followers: HashMap<i32, FollowerState>,
+    /// An ISR change sent to the controller and not yet seen in an image.
+    isr_change_pending: bool,
+}
+
+pub struct Partition {
+    pub log: Arc<PartitionLog>,
+    state: Mutex<LeaderState>,
+    /// The high watermark, for acks=all produces waiting on it (the purgatory).
+    hw: watch::Sender<i64>,
+}
+
+/// What a follower's fetch changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FetchEffect {
+    pub hw_advanced: bool,
+    /// The follower caught up and should rejoin the ISR: the ISR to ask for.
+    pub expand: bool,
+}
+
+impl Partition {
+    pub fn new(log: Arc<PartitionLog>, reg: &PartitionRegistration, now_ms: i64) -> Self {
+        let hw = log.high_watermark();
+        Self {
+            state: Mutex::new(LeaderState {
+                leader_epoch: reg.leader_epoch,
+                epoch_start_offset: log.log_end_offset(),
+                since_ms: now_ms,
+                followers: HashMap::new(),
+                isr_change_pending: false,
+            }),
+            log,
+            hw: watch::channel(hw).0,
+        }
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.lock().leader_epoch
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaderState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe_hw(&self) -> watch::Receiver<i64> {
+        self.hw.subscribe()
+    }
+
+    /// Records a follower's fetch at `offset` and moves the high watermark if it can. An
+    /// `eligible` follower (registered and unfenced) that caught up may rejoin the ISR.
+    pub fn on_follower_fetch(
+        &self,
+        reg: &PartitionRegistration,
+        replica: i32,
+        offset: i64,
+        now_ms: i64,
+        eligible: bool,
+    ) -> FetchEffect {
+        let leader_end = self.log.log_end_offset();
+        let mut state = self.lock();
+        let f = state.followers.entry(replica).or_insert(FollowerState {
+            log_end_offset: -1,
+            last_caught_up_ms: -1,
+            last_fetch_ms: now_ms,
+            leader_end_at_last_fetch: -1,
+        });
+        // Kafka's rule: caught up now if it reached our end; caught up at its previous fetch if
+        // it reached what our end was then.
+        if offset >= leader_end {
+            f.last_caught_up_ms = now_ms;
+        } else if offset >= f.leader_end_at_last_fetch && f.leader_end_at_last_fetch >= 0 {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.log_end_offset = offset;
+        f.last_fetch_ms = now_ms;
+        f.leader_end_at_last_fetch = leader_end;
+        let hw = self.log.high_watermark();
+        let expand = eligible
+            && !reg.isr.contains(&replica)
+            && reg.replicas.contains(&replica)
+            && !state.isr_change_pending
+            && offset >= hw
+            && offset >= state.epoch_start_offset;
+        if expand {
+            state.isr_change_pending = true;
+        }
+        let hw_advanced = self.advance_hw_locked(&state, reg);
+        FetchEffect {
+            hw_advanced,
+            expand,
+        }
+    }
+
+    /// The high watermark the ISR allows: the smallest log end among its members (a member
+    /// that has not fetched since this replica became leader holds it back).
+    fn advance_hw_locked(&self, state: &LeaderState, reg: &PartitionRegistration) -> bool {
+        let mut candidate = self.log.log_end_offset();
+        for r in reg.isr.iter().filter(|r| **r != reg.leader) {
+            let end = state.followers.get(r).map_or(-1, |f| f.log_end_offset);
+            candidate = candidate.min(end);
+        }
+        if candidate <= self.log.high_watermark() {
+            return false;
+        }
+        self.log.set_high_watermark(candidate);
+        self.hw.send_replace(self.log.high_watermark());
+        true
+    }
+
+    /// After an append or a new image: the high watermark again, and whether this replica
+    /// alone is the ISR (then appends commit at once).
+    pub fn refresh(&self, reg: &PartitionRegistration) -> bool {
+        let alone = reg.isr.iter().all(|r| *r == reg.leader);
+        if alone != self.log.hw_follows_end() {
+            self.log.set_hw_follows_end(alone);
+        }
+        let mut state = self.lock();
+        state.isr_change_pending = false;
+        let moved = self.advance_hw_locked(&state, reg);
+        self.hw.send_replace(self.log.high_watermark());
+        moved
+    }
+
+    /// Wakes acks=all waiters after an append that moved the high watermark by itself.
+    pub fn publish_hw(&self) {
+        self.hw.send_replace(self.log.high_watermark());
+    }
+
+    /// The ISR without the followers that have not caught up within `lag_ms`, if any must go
+    /// (the leader never drops itself). Marks the change pending.
+    pub fn shrink(&self, reg: &PartitionRegistration, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
+        let mut state = self.lock();
+        if state.isr_change_pending {
+            return None;
+        }
+        let since = state.since_ms;
+        let out_of_sync = |r: &i32| {
+            *r != reg.leader
+                && now_ms
+                    - state
+                        .followers
+                        .get(r)
+                        .map_or(since, |f| f.last_caught_up_ms.max(since))
+                    > lag_ms
+        };
+        if !reg.isr.iter().any(out_of_sync) {
+            return None;
+        }
+        let isr: Vec<i32> = reg.isr.iter().copied().filter(|r| !out_of_sync(r)).collect();
+        state.isr_change_pending = true;
+        Some(isr)
+    }
+
+    /// A failed ISR change may be asked again.
+    pub fn clear_pending(&self) {
+        self.lock().isr_change_pending = false;
+    }
+
+    /// Each follower's log end and lag behind the leader, for describe tools.
+    pub fn follower_ends(&self) -> Vec<(i32, i64)> {
+        let state = self.lock();
+        let mut v: Vec<(i32, i64)> = state
+            .followers
+            .iter()
+            .map(|(id, f)| (*id, f.log_end_offset))
+            .collect();
+        v.sort();
+        v
+    }
+}
