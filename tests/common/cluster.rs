@@ -15,6 +15,8 @@ pub struct Node {
     pub client_port: u16,
     pub controller_port: u16,
     pub data: PathBuf,
+    /// Extra `key=value` settings given to every start.
+    settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -42,6 +44,7 @@ impl Node {
             .args(["--set", &format!("listeners={}", self.listeners())])
             .args(["--set", &format!("controller.quorum.voters={voters}")])
             .args(["--set", "num.partitions=3"])
+            .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
             // openraft reports unreachable peers at ERROR while the others start or are killed.
             .env("RUNNEL_LOG", "warn,openraft=off")
             .stdout(Stdio::piped())
@@ -101,6 +104,11 @@ impl Cluster {
     /// Starts one node per entry of `roles` (node ids from 1); the voters are the nodes whose
     /// roles include `controller`.
     pub fn start_with(roles: Vec<&'static str>) -> Self {
+        Self::start_configured(roles, &[])
+    }
+
+    /// As `start_with`, each node also given `settings` (`key=value`).
+    pub fn start_configured(roles: Vec<&'static str>, settings: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut nodes: Vec<Node> = (1..)
             .zip(roles)
@@ -110,6 +118,7 @@ impl Cluster {
                 client_port: free_port(),
                 controller_port: free_port(),
                 data: tmp.path().join(format!("node{id}")),
+                settings: settings.iter().map(|s| s.to_string()).collect(),
                 child: None,
             })
             .collect();

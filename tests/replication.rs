@@ -1,0 +1,327 @@
+//! Replication on three real `runnel serve` processes, driven by librdkafka (rdkafka): an
+//! idempotent acks=all producer keeps writing while brokers are killed (-9) and restarted, and
+//! a checker reads everything back: every acknowledged record is there exactly once, in
+//! produce order per partition. Also: min.insync.replicas refuses acks=all writes the ISR
+//! cannot hold, and a partition whose every in-sync replica is down is offline until one
+//! returns, never served from a stale replica.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{eventually, Cluster};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Short enough that a killed broker is fenced (and leaves every ISR) within seconds.
+const SETTINGS: &[&str] = &[
+    "broker.session.timeout.ms=3000",
+    "broker.heartbeat.interval.ms=500",
+    "replica.lag.time.max.ms=4000",
+];
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin")
+}
+
+async fn create(bootstrap: &str, topic: NewTopic<'_>) {
+    let name = topic.name.to_string();
+    let res = admin(bootstrap)
+        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .expect("create_topics");
+    assert!(res[0].is_ok(), "create {name}: {:?}", res[0]);
+}
+
+fn producer(bootstrap: &str, acks: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("enable.idempotence", if acks == "all" { "true" } else { "false" })
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer")
+}
+
+/// partition → (offset, value) of every record, read from the beginning to each partition's
+/// high watermark (waits up to 60 s for every partition to be readable).
+fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "replication-checker")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (ok, _) = eventually(Duration::from_secs(60), || {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+                Ok((_, high)) => {
+                    ends.insert(p, high);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+        assert!(ok, "partition {p} has no readable high watermark");
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let done = |out: &BTreeMap<i32, Vec<(i64, String)>>| {
+        ends.iter().all(|(p, end)| {
+            *end == 0 || out.get(p).and_then(|v| v.last()).is_some_and(|(o, _)| o + 1 >= *end)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(&out) && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let v = m.payload_view::<str>().and_then(Result::ok).unwrap_or("");
+            out.entry(m.partition())
+                .or_default()
+                .push((m.offset(), v.to_string()));
+        }
+    }
+    assert!(done(&out), "could not read up to {ends:?}");
+    out
+}
+
+/// Checks what was read against what was acknowledged: every acknowledged record at its
+/// offset, no value twice, values in produce order within each partition.
+fn check(read: &BTreeMap<i32, Vec<(i64, String)>>, acked: &[(i32, i64, u64)]) {
+    let mut at: HashMap<(i32, i64), &str> = HashMap::new();
+    let mut seen = HashSet::new();
+    for (p, records) in read {
+        let mut last: Option<u64> = None;
+        for (offset, v) in records {
+            assert!(seen.insert(v.clone()), "value {v} read twice");
+            let n: u64 = v.parse().expect("numeric value");
+            assert!(
+                last.is_none_or(|l| l < n),
+                "partition {p}: {n} at offset {offset} after {last:?}"
+            );
+            last = Some(n);
+            at.insert((*p, *offset), v);
+        }
+    }
+    for (p, offset, n) in acked {
+        assert_eq!(
+            at.get(&(*p, *offset)).copied(),
+            Some(n.to_string().as_str()),
+            "acknowledged record {n} (partition {p} offset {offset}) lost"
+        );
+    }
+}
+
+/// A seeded xorshift, so a failing storm can be replayed with RUNNEL_STORM_SEED.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_loses_nothing_through_a_kill_storm() {
+    let rounds: usize = std::env::var("RUNNEL_STORM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let seed: u64 = std::env::var("RUNNEL_STORM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("kill storm: {rounds} rounds, RUNNEL_STORM_SEED={seed}");
+    let mut cluster = Cluster::start_configured(vec!["broker,controller"; 3], SETTINGS);
+    let bootstrap = cluster.bootstrap();
+    const PARTITIONS: i32 = 6;
+    create(
+        &bootstrap,
+        NewTopic::new("storm", PARTITIONS, TopicReplication::Fixed(3))
+            .set("min.insync.replicas", "2"),
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (bootstrap, stop) = (bootstrap.clone(), stop.clone());
+        tokio::spawn(async move {
+            let producer = producer(&bootstrap, "all");
+            let mut pending = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let v = n.to_string();
+                let p = (n % PARTITIONS as u64) as i32;
+                let record = FutureRecord::<str, str>::to("storm").partition(p).payload(&v);
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push((n, delivery));
+                        n += 1;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {}
+                    Err((e, _)) => panic!("enqueue: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let mut acked = Vec::new();
+            let mut failed = 0usize;
+            for (n, delivery) in pending {
+                match delivery.await {
+                    Ok(Ok(d)) => acked.push((d.partition, d.offset, n)),
+                    _ => failed += 1,
+                }
+            }
+            (acked, failed)
+        })
+    };
+
+    let mut rng = Rng(seed);
+    for round in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(1000 + rng.next(2000))).await;
+        let victim = 1 + rng.next(3) as i32;
+        eprintln!("round {round}: kill -9 node {victim}");
+        cluster.node(victim).kill9();
+        tokio::time::sleep(Duration::from_millis(500 + rng.next(3000))).await;
+        tokio::task::block_in_place(|| cluster.restart(victim));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, failed) = writer.await.expect("writer");
+    eprintln!("{} acknowledged, {failed} failed", acked.len());
+    assert!(acked.len() > 1000, "too few writes acknowledged");
+
+    let read = tokio::task::block_in_place(|| read_all(&bootstrap, "storm", PARTITIONS));
+    check(&read, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_and_offline_partitions() {
+    // Three voters and a broker-only node 4; the partition lives on 4 (leader) and 3, so the
+    // quorum keeps its majority whatever the test kills.
+    let roles = vec![
+        "broker,controller",
+        "broker,controller",
+        "broker,controller",
+        "broker",
+    ];
+    let mut cluster = Cluster::start_configured(roles, SETTINGS);
+    let bootstrap = cluster.bootstrap();
+    create(
+        &bootstrap,
+        NewTopic::new("pair", 1, TopicReplication::Variable(&[&[4, 3]]))
+            .set("min.insync.replicas", "2"),
+    )
+    .await;
+    let all = producer(&bootstrap, "all");
+    let one = producer(&bootstrap, "1");
+    let send = |p: &FutureProducer, v: &str| {
+        let p = p.clone();
+        let v = v.to_string();
+        async move {
+            p.send(
+                FutureRecord::<str, str>::to("pair").partition(0).payload(&v),
+                Duration::from_secs(5),
+            )
+            .await
+            .map(|d| d.offset)
+            .map_err(|(e, _)| e)
+        }
+    };
+    assert!(send(&all, "0").await.is_ok(), "acks=all with the full ISR");
+
+    // A follower down: the ISR shrinks below min.insync.replicas=2.
+    cluster.node(3).kill9();
+    let addr1 = cluster.node(1).addr();
+    let (shrunk, _) = eventually(TIMEOUT, || isr(&addr1, "pair") == vec![4]);
+    assert!(shrunk, "ISR did not shrink to the leader");
+    let short = producer(&addr1, "all");
+    let refused = short
+        .send(
+            FutureRecord::<str, str>::to("pair").partition(0).payload("x"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas), _))
+                | Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))
+        ),
+        "acks=all with ISR 1 < 2: {refused:?}"
+    );
+    assert!(send(&one, "1").await.is_ok(), "acks=1 still works");
+
+    // The follower returns, catches up and rejoins; acks=all works again.
+    tokio::task::block_in_place(|| cluster.restart(3));
+    let (rejoined, took) = eventually(TIMEOUT, || isr(&addr1, "pair").len() == 2);
+    assert!(rejoined, "follower did not rejoin the ISR");
+    eprintln!("follower rejoined the ISR in {took:?}");
+    assert!(send(&all, "2").await.is_ok(), "acks=all after the rejoin");
+
+    // Every ISR member down: offline (no leader), not served by anyone.
+    cluster.node(4).kill9();
+    cluster.node(3).kill9();
+    let (offline, _) = eventually(TIMEOUT, || leader(&addr1, "pair") == Some(-1));
+    assert!(offline, "partition still has a leader with every replica down");
+    // The last in-sync replica (whichever was fenced last) returns: the partition is back
+    // with every acknowledged record.
+    let last = isr(&addr1, "pair");
+    assert_eq!(last.len(), 1, "an offline partition keeps its last in-sync replica");
+    tokio::task::block_in_place(|| cluster.restart(last[0]));
+    let (back, _) = eventually(TIMEOUT, || leader(&addr1, "pair") == Some(last[0]));
+    assert!(back, "partition did not come back");
+    let read = tokio::task::block_in_place(|| read_all(&addr1, "pair", 1));
+    let values: Vec<&str> = read[&0].iter().map(|(_, v)| v.as_str()).collect();
+    for v in ["0", "1", "2"] {
+        assert!(values.contains(&v), "record {v} lost: {values:?}");
+    }
+}
+
+fn metadata_partition(addr: &str, topic: &str) -> Option<(i32, Vec<i32>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .ok()?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let p = md.topics().first()?.partitions().first()?;
+    Some((p.leader(), p.isr().to_vec()))
+}
+
+fn isr(addr: &str, topic: &str) -> Vec<i32> {
+    let mut isr = metadata_partition(addr, topic).map_or_else(Vec::new, |(_, isr)| isr);
+    isr.sort();
+    isr
+}
+
+fn leader(addr: &str, topic: &str) -> Option<i32> {
+    metadata_partition(addr, topic).map(|(l, _)| l)
+}
