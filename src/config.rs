@@ -156,7 +156,6 @@ pub enum Source {
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "controller.quorum.bootstrap.servers",
     "inter.broker.listener.name",
-    "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
@@ -367,7 +366,9 @@ impl Config {
             "replica.fetch.response.max.bytes" => {
                 self.cluster.replica_fetch_response_max_bytes = parse_num(key, v)?
             }
-            "replica.fetch.backoff.ms" => self.cluster.replica_fetch_backoff_ms = parse_num(key, v)?,
+            "replica.fetch.backoff.ms" => {
+                self.cluster.replica_fetch_backoff_ms = parse_num(key, v)?
+            }
             "log.retention.hours" => self.log.retention_ms = parse_num::<i64>(key, v)? * HOUR_MS,
             "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
             "log.roll.hours" => self.log.segment_ms = parse_num::<i64>(key, v)? * HOUR_MS,
@@ -397,6 +398,13 @@ impl Config {
                     bail!("offsets.topic.num.partitions must be at least 1");
                 }
                 self.group.offsets_topic_partitions = n;
+            }
+            "offsets.topic.replication.factor" => {
+                let rf: i16 = parse_num(key, v)?;
+                if rf < 1 {
+                    bail!("offsets.topic.replication.factor must be at least 1");
+                }
+                self.group.offsets_topic_replication_factor = Some(rf);
             }
             "offsets.topic.segment.bytes" => {
                 self.group.offsets_topic_segment_bytes = parse_num(key, v)?
@@ -439,6 +447,13 @@ impl Config {
     }
 
     /// Builds the Config from a properties file (optional), the environment and flag overrides.
+    /// The offsets topic's replication factor as configured or defaulted.
+    pub fn offsets_topic_replication_factor(&self) -> i16 {
+        self.group
+            .offsets_topic_replication_factor
+            .unwrap_or(if self.cluster.voters.len() > 1 { 3 } else { 1 })
+    }
+
     pub fn load(
         properties_file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -771,6 +786,12 @@ impl Config {
                 g.offsets_topic_partitions.to_string(),
                 Int,
                 "Partitions of __consumer_offsets.",
+            ),
+            (
+                "offsets.topic.replication.factor",
+                self.offsets_topic_replication_factor().to_string(),
+                Int,
+                "Replicas of each __consumer_offsets partition; FindCoordinator waits until that many brokers are alive.",
             ),
             (
                 "offsets.topic.segment.bytes",

@@ -23,11 +23,17 @@ fn small_config() -> LogConfig {
     }
 }
 
+/// Opens the directory with every partition a leader alone in its ISR, as the replica
+/// manager makes a single broker's partitions: the high watermark is the log end.
 fn open(dir: &Path, config: &LogConfig) -> LogManager {
     let c = config.clone();
-    LogManager::open(dir, 16, move |_| c.clone())
+    let m = LogManager::open(dir, 16, move |_| c.clone())
         .expect("open")
-        .0
+        .0;
+    for log in m.all() {
+        log.set_hw_follows_end(true);
+    }
+    m
 }
 
 /// All (offset, timestamp) pairs the log serves from `from`.

@@ -40,7 +40,10 @@ fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 async fn create(bootstrap: &str, topic: NewTopic<'_>) {
     let name = topic.name.to_string();
     let res = admin(bootstrap)
-        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
         .await
         .expect("create_topics");
     assert!(res[0].is_ok(), "create {name}: {:?}", res[0]);
@@ -50,7 +53,10 @@ fn producer(bootstrap: &str, acks: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", acks)
-        .set("enable.idempotence", if acks == "all" { "true" } else { "false" })
+        .set(
+            "enable.idempotence",
+            if acks == "all" { "true" } else { "false" },
+        )
         .set("linger.ms", "2")
         .set("message.timeout.ms", "120000")
         .create()
@@ -89,7 +95,11 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<
     let mut out: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     let done = |out: &BTreeMap<i32, Vec<(i64, String)>>| {
         ends.iter().all(|(p, end)| {
-            *end == 0 || out.get(p).and_then(|v| v.last()).is_some_and(|(o, _)| o + 1 >= *end)
+            *end == 0
+                || out
+                    .get(p)
+                    .and_then(|v| v.last())
+                    .is_some_and(|(o, _)| o + 1 >= *end)
         })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -179,7 +189,9 @@ async fn acks_all_loses_nothing_through_a_kill_storm() {
             while !stop.load(Ordering::Relaxed) {
                 let v = n.to_string();
                 let p = (n % PARTITIONS as u64) as i32;
-                let record = FutureRecord::<str, str>::to("storm").partition(p).payload(&v);
+                let record = FutureRecord::<str, str>::to("storm")
+                    .partition(p)
+                    .payload(&v);
                 match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push((n, delivery));
@@ -202,6 +214,8 @@ async fn acks_all_loses_nothing_through_a_kill_storm() {
         })
     };
 
+    let group = GroupReader::start(&bootstrap, "storm");
+
     let mut rng = Rng(seed);
     for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(1000 + rng.next(2000))).await;
@@ -219,6 +233,111 @@ async fn acks_all_loses_nothing_through_a_kill_storm() {
 
     let read = tokio::task::block_in_place(|| read_all(&bootstrap, "storm", PARTITIONS));
     check(&read, &acked);
+
+    let wanted: HashSet<String> = acked.iter().map(|(_, _, n)| n.to_string()).collect();
+    let (seen, backwards) = tokio::task::block_in_place(|| group.finish(&wanted));
+    let missing = wanted.difference(&seen).count();
+    assert_eq!(
+        missing, 0,
+        "the group never delivered {missing} acknowledged records"
+    );
+    assert!(
+        backwards.is_empty(),
+        "committed offsets went back: {backwards:?}"
+    );
+}
+
+/// A consumer group member reading and auto-committing throughout, and a watcher that polls
+/// the group's committed offsets and notes any that move backwards.
+struct GroupReader {
+    stop: Arc<AtomicBool>,
+    member: std::thread::JoinHandle<HashSet<String>>,
+    watcher: std::thread::JoinHandle<Vec<String>>,
+    seen_target: Arc<std::sync::Mutex<Option<HashSet<String>>>>,
+}
+
+impl GroupReader {
+    fn start(bootstrap: &str, topic: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen_target: Arc<std::sync::Mutex<Option<HashSet<String>>>> = Default::default();
+        let config = |group: &str| {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", bootstrap)
+                .set("group.id", group)
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "300")
+                .set("fetch.wait.max.ms", "100");
+            c
+        };
+        let member = {
+            let (stop, target) = (stop.clone(), seen_target.clone());
+            let consumer: BaseConsumer = config("storm-group").create().expect("member");
+            consumer.subscribe(&[topic]).expect("subscribe");
+            std::thread::spawn(move || {
+                let mut seen = HashSet::new();
+                let deadline = Instant::now() + Duration::from_secs(600);
+                while Instant::now() < deadline {
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        if let Some(Ok(v)) = m.payload_view::<str>() {
+                            seen.insert(v.to_string());
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        let guard = target.lock().expect("target");
+                        if guard.as_ref().is_none_or(|t| t.is_subset(&seen)) {
+                            break;
+                        }
+                    }
+                }
+                seen
+            })
+        };
+        let watcher = {
+            let stop = stop.clone();
+            let topic = topic.to_string();
+            let consumer: BaseConsumer = config("storm-group").create().expect("watcher");
+            std::thread::spawn(move || {
+                let mut tpl = TopicPartitionList::new();
+                for p in 0..6 {
+                    tpl.add_partition(&topic, p);
+                }
+                let mut last: HashMap<i32, i64> = HashMap::new();
+                let mut backwards = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(c) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(2)) {
+                        for e in c.elements() {
+                            let Offset::Offset(o) = e.offset() else {
+                                continue;
+                            };
+                            let prev = last.entry(e.partition()).or_insert(o);
+                            if o < *prev {
+                                backwards.push(format!("p{} {} -> {o}", e.partition(), prev));
+                            }
+                            *prev = (*prev).max(o);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                backwards
+            })
+        };
+        Self {
+            stop,
+            member,
+            watcher,
+            seen_target,
+        }
+    }
+
+    /// Lets the member read until it has seen `wanted` (or its deadline), then stops both.
+    fn finish(self, wanted: &HashSet<String>) -> (HashSet<String>, Vec<String>) {
+        *self.seen_target.lock().expect("target") = Some(wanted.clone());
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.member.join().expect("member");
+        let backwards = self.watcher.join().expect("watcher");
+        (seen, backwards)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +365,9 @@ async fn min_insync_replicas_and_offline_partitions() {
         let v = v.to_string();
         async move {
             p.send(
-                FutureRecord::<str, str>::to("pair").partition(0).payload(&v),
+                FutureRecord::<str, str>::to("pair")
+                    .partition(0)
+                    .payload(&v),
                 Duration::from_secs(5),
             )
             .await
@@ -264,15 +385,22 @@ async fn min_insync_replicas_and_offline_partitions() {
     let short = producer(&addr1, "all");
     let refused = short
         .send(
-            FutureRecord::<str, str>::to("pair").partition(0).payload("x"),
+            FutureRecord::<str, str>::to("pair")
+                .partition(0)
+                .payload("x"),
             Duration::from_secs(5),
         )
         .await;
     assert!(
         matches!(
             refused,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas), _))
-                | Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))
+            Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas),
+                _
+            )) | Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+                _
+            ))
         ),
         "acks=all with ISR 1 < 2: {refused:?}"
     );
@@ -289,11 +417,18 @@ async fn min_insync_replicas_and_offline_partitions() {
     cluster.node(4).kill9();
     cluster.node(3).kill9();
     let (offline, _) = eventually(TIMEOUT, || leader(&addr1, "pair") == Some(-1));
-    assert!(offline, "partition still has a leader with every replica down");
+    assert!(
+        offline,
+        "partition still has a leader with every replica down"
+    );
     // The last in-sync replica (whichever was fenced last) returns: the partition is back
     // with every acknowledged record.
     let last = isr(&addr1, "pair");
-    assert_eq!(last.len(), 1, "an offline partition keeps its last in-sync replica");
+    assert_eq!(
+        last.len(),
+        1,
+        "an offline partition keeps its last in-sync replica"
+    );
     tokio::task::block_in_place(|| cluster.restart(last[0]));
     let (back, _) = eventually(TIMEOUT, || leader(&addr1, "pair") == Some(last[0]));
     assert!(back, "partition did not come back");

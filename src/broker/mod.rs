@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partition;
 pub mod produce;
+pub mod purgatory;
 pub mod quorum;
 pub mod replica_manager;
 pub mod topics;
@@ -33,9 +34,9 @@ use crate::config::Config;
 use crate::group::store::OFFSETS_TOPIC;
 use crate::group::GroupCoordinator;
 use crate::log::{LogManager, PartitionLog};
-use partition::Partition;
 use crate::metadata::{MetadataCache, MetadataImage, PartitionRegistration, Topic, TopicError};
 use crate::producer::id_manager::ProducerIdManager;
+use partition::Partition;
 
 /// How long an admin change waits for the controller and for this broker's image.
 pub(crate) const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -158,14 +159,16 @@ impl Broker {
                 self.config.group.offsets_topic_segment_bytes.to_string(),
             ),
         ]);
-        match self
-            .create_topic(
-                OFFSETS_TOPIC,
-                self.config.group.offsets_topic_partitions,
-                overrides,
-            )
-            .await
-        {
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.group.offsets_topic_partitions,
+            replication_factor: self.config.offsets_topic_replication_factor(),
+            assignments: None,
+            overrides,
+            validate_only: false,
+            id: None,
+        };
+        match self.create(topic).await {
             Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -200,9 +203,7 @@ impl Broker {
     }
 
     /// The receiver of `isr_changes`, once (for the task that sends them on).
-    pub fn take_isr_changes(
-        &self,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>> {
+    pub fn take_isr_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>> {
         self.isr_changes_rx
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -14,10 +14,15 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::purgatory::Waiting;
 use super::Broker;
 use crate::group::classic_group::CommittedOffset;
+use crate::group::store::{self, OFFSETS_TOPIC};
 use crate::log::LogManager;
 use crate::protocol::errors;
+
+/// `offsets.commit.timeout.ms`: how long a commit waits for its replicas.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One topic's committed offsets as OffsetFetch reports them: (topic, [(partition, offset)]).
 type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
@@ -31,7 +36,38 @@ impl Broker {
             .is_some_and(|t| (0..t.partition_count()).contains(&partition))
     }
 
-    pub fn offset_commit(&self, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
+    /// Waits until the offsets topic partition holding `group` has replicated everything
+    /// written so far (Kafka writes commits with acks=all), mapping failures as Kafka's
+    /// coordinator does.
+    async fn await_offsets_replicated(&self, group: &str) -> Result<(), ResponseError> {
+        let image = self.metadata.image();
+        let count = image
+            .topic(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partition_count());
+        let p = store::partition_for(group, count);
+        let (partition, reg) = self
+            .leader_partition(&image, OFFSETS_TOPIC, p)
+            .map_err(|_| ResponseError::NotCoordinator)?;
+        let waiting = Waiting {
+            required: partition.log.log_end_offset(),
+            min_isr: partition.log.config().min_insync_replicas,
+            leader_epoch: reg.leader_epoch,
+            partition,
+        };
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        self.await_replication(&waiting, deadline)
+            .await
+            .map_err(|e| match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                _ => ResponseError::CoordinatorNotAvailable,
+            })
+    }
+
+    pub async fn offset_commit(
+        &self,
+        req: OffsetCommitRequest,
+        _version: i16,
+    ) -> OffsetCommitResponse {
         let now = LogManager::now_ms();
         let max_metadata = self.config.group.offset_metadata_max_bytes;
         // Per partition: Some(error) decided here, None if it goes to the coordinator.
@@ -62,7 +98,8 @@ impl Broker {
             }
             checked.push((t.name.clone(), parts));
         }
-        let group_result = if valid.is_empty() {
+        let wrote = !valid.is_empty();
+        let mut group_result = if !wrote {
             Ok(())
         } else {
             self.coordinator_ready().and_then(|_| {
@@ -77,6 +114,9 @@ impl Broker {
                     .map_err(|e| errors::group_error(&e))
             })
         };
+        if wrote && group_result.is_ok() {
+            group_result = self.await_offsets_replicated(&req.group_id).await;
+        }
         let topics = checked
             .into_iter()
             .map(|(name, parts)| {

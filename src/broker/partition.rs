@@ -161,7 +161,12 @@ impl Partition {
 
     /// The ISR without the followers that have not caught up within `lag_ms`, if any must go
     /// (the leader never drops itself). Marks the change pending.
-    pub fn shrink(&self, reg: &PartitionRegistration, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
+    pub fn shrink(
+        &self,
+        reg: &PartitionRegistration,
+        now_ms: i64,
+        lag_ms: i64,
+    ) -> Option<Vec<i32>> {
         let mut state = self.lock();
         if state.isr_change_pending {
             return None;
@@ -179,7 +184,12 @@ impl Partition {
         if !reg.isr.iter().any(out_of_sync) {
             return None;
         }
-        let isr: Vec<i32> = reg.isr.iter().copied().filter(|r| !out_of_sync(r)).collect();
+        let isr: Vec<i32> = reg
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| !out_of_sync(r))
+            .collect();
         state.isr_change_pending = true;
         Some(isr)
     }

@@ -8,7 +8,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::partition::Partition;
+use super::purgatory::Waiting;
 use super::Broker;
 use crate::log::LogError;
 use crate::protocol::errors;
@@ -26,50 +26,7 @@ fn failed(index: i32, e: ResponseError, message: Option<String>) -> PartitionPro
         .with_error_message(message.map(StrBytes::from_string))
 }
 
-/// An acks=all append waiting for its followers.
-struct Waiting {
-    topic: usize,
-    part: usize,
-    partition: std::sync::Arc<Partition>,
-    leader_epoch: i32,
-    /// The high watermark that commits the batch.
-    required: i64,
-    min_isr: i32,
-}
-
 impl Broker {
-    /// Waits until the high watermark commits `w`'s batch with enough replicas in sync
-    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below `min.insync.replicas`),
-    /// until leadership moves (NOT_LEADER_OR_FOLLOWER), or until the deadline
-    /// (REQUEST_TIMED_OUT).
-    async fn await_replication(
-        &self,
-        w: &Waiting,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), ResponseError> {
-        let mut hw = w.partition.subscribe_hw();
-        let mut images = self.published.subscribe();
-        let log = &w.partition.log;
-        loop {
-            let image = self.metadata.image();
-            let reg = image
-                .partition(log.topic(), log.partition())
-                .filter(|r| r.leader == self.config.node_id && r.leader_epoch == w.leader_epoch)
-                .ok_or(ResponseError::NotLeaderOrFollower)?;
-            if log.high_watermark() >= w.required {
-                return match (reg.isr.len() as i32) < w.min_isr {
-                    true => Err(ResponseError::NotEnoughReplicasAfterAppend),
-                    false => Ok(()),
-                };
-            }
-            tokio::select! {
-                _ = hw.changed() => {}
-                _ = images.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => return Err(ResponseError::RequestTimedOut),
-            }
-        }
-    }
-
     pub async fn produce(&self, req: ProduceRequest, version: i16) -> ProduceResponse {
         let mut appended = false;
         let image = self.metadata.image();
@@ -140,14 +97,16 @@ impl Broker {
                     Ok(info) => {
                         appended = true;
                         if req.acks == -1 {
-                            waits.push(Waiting {
-                                topic: responses.len(),
-                                part: parts.len(),
-                                partition: partition.clone(),
-                                leader_epoch: reg.leader_epoch,
-                                required: info.last_offset + 1,
-                                min_isr: config.min_insync_replicas,
-                            });
+                            waits.push((
+                                responses.len(),
+                                parts.len(),
+                                Waiting {
+                                    partition: partition.clone(),
+                                    leader_epoch: reg.leader_epoch,
+                                    required: info.last_offset + 1,
+                                    min_isr: config.min_insync_replicas,
+                                },
+                            ));
                         }
                         parts.push(
                             PartitionProduceResponse::default()
@@ -188,9 +147,9 @@ impl Broker {
         // purgatory); every wait shares the request's timeout.
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-        for w in waits {
+        for (topic, part, w) in waits {
             if let Err(e) = self.await_replication(&w, deadline).await {
-                let part = &mut responses[w.topic].partition_responses[w.part];
+                let part = &mut responses[topic].partition_responses[part];
                 *part = failed(part.index, e, None);
             }
         }

@@ -194,9 +194,20 @@ fn apply(log: &PartitionLog, offset: i64, pd: &PartitionData) -> anyhow::Result<
             .map_or(div.end_offset, |(_, end)| end);
         let to = div.end_offset.min(ours).max(0);
         if to < log.high_watermark() {
-            tracing::warn!(topic = log.topic(), partition = log.partition(), to, hw = log.high_watermark(), "truncating below the high watermark");
+            tracing::warn!(
+                topic = log.topic(),
+                partition = log.partition(),
+                to,
+                hw = log.high_watermark(),
+                "truncating below the high watermark"
+            );
         }
-        tracing::info!(topic = log.topic(), partition = log.partition(), to, "truncating to the leader's log");
+        tracing::info!(
+            topic = log.topic(),
+            partition = log.partition(),
+            to,
+            "truncating to the leader's log"
+        );
         remove_in_background(log.truncate_to(to)?);
         return Ok(());
     }

@@ -43,6 +43,9 @@ pub struct GroupConfig {
     pub offsets_topic_partitions: i32,
     /// `offsets.topic.segment.bytes`
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.topic.replication.factor`; None: Kafka's 3 in a cluster, 1 for a node that is
+    /// its own quorum (as Kafka's shipped single-node server.properties sets it).
+    pub offsets_topic_replication_factor: Option<i16>,
 }
 
 impl Default for GroupConfig {
@@ -57,6 +60,7 @@ impl Default for GroupConfig {
             offset_metadata_max_bytes: 4096,
             offsets_topic_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_topic_replication_factor: None,
         }
     }
 }

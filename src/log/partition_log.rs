@@ -333,7 +333,11 @@ impl PartitionLog {
             bytes: end as u64,
             base_offset: first.base_offset,
             last_offset: next - 1,
-            max_timestamp: batches.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1),
+            max_timestamp: batches
+                .iter()
+                .map(|(_, h)| h.max_timestamp)
+                .max()
+                .unwrap_or(-1),
         };
         let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
         self.fail_on_io(active.append(&records[..end], &batches))?;
@@ -341,7 +345,9 @@ impl PartitionLog {
         let mut messages = 0u64;
         for (_, h) in &batches {
             writer.producers.update(h, now);
-            let r = writer.epochs.assign(h.partition_leader_epoch, h.base_offset);
+            let r = writer
+                .epochs
+                .assign(h.partition_leader_epoch, h.base_offset);
             self.fail_on_io(r)?;
             messages += h.record_count.max(0) as u64;
         }

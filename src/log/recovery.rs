@@ -30,8 +30,9 @@ pub struct LoadParams {
     pub clean_shutdown: bool,
     pub recovery_point: i64,
     pub log_start_offset: i64,
-    /// The checkpointed high watermark (`replication-offset-checkpoint`); None: the log end,
-    /// as a log kept before replication had it.
+    /// The checkpointed high watermark (`replication-offset-checkpoint`); None: not known, so
+    /// the log start (as Kafka assumes). A leader alone in its ISR moves it to the log end at
+    /// once; otherwise followers' fetches move it.
     pub high_watermark: Option<i64>,
 }
 
@@ -254,7 +255,8 @@ impl PartitionLog {
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(
-                p.high_watermark.map_or(log_end, |hw| hw.clamp(log_start, log_end)),
+                p.high_watermark
+                    .map_or(log_start, |hw| hw.clamp(log_start, log_end)),
             ),
             hw_follows_end: AtomicBool::new(true),
             // Everything loaded was either trusted after a clean shutdown or scanned and fsynced.

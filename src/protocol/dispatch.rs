@@ -126,7 +126,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(broker.heartbeat(r, version)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(broker.leave_group(r, version)),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(broker.offset_commit(r, version))
+            ResponseKind::OffsetCommit(broker.offset_commit(r, version).await)
         }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(broker.offset_fetch(r, version)),
         RequestKind::OffsetDelete(r) => {
