@@ -559,6 +559,40 @@ impl Controller {
             );
             let _ = self.write(MetadataRecord::FenceBroker { id }).await;
         }
+        self.elect_unclean(&image).await;
+    }
+
+    /// Offline partitions of topics with `unclean.leader.election.enable=true` get any live
+    /// replica as leader (records only the old ISR held are lost, so it is logged loudly).
+    async fn elect_unclean(&self, image: &MetadataImage) {
+        let unclean = image.topics.values().filter(|t| {
+            t.config
+                .accepted
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        });
+        let mut elections = Vec::new();
+        for t in unclean {
+            for (p, reg) in t.partitions.iter().enumerate() {
+                if reg.leader != PartitionRegistration::NO_LEADER {
+                    continue;
+                }
+                if let Some(leader) = reg.replicas.iter().find(|r| image.live_broker(**r).is_some())
+                {
+                    elections.push((t.name.clone(), p as i32, *leader, reg.isr.clone()));
+                }
+            }
+        }
+        for (topic, partition, leader, isr) in elections {
+            tracing::error!(%topic, partition, leader, lost_isr = ?isr, "UNCLEAN leader election: records only the old ISR held are lost");
+            let _ = self
+                .write(MetadataRecord::UncleanLeader {
+                    topic,
+                    partition,
+                    leader,
+                })
+                .await;
+        }
     }
 }
 

@@ -206,7 +206,7 @@ pub const ACCEPTED_TOPIC_CONFIGS: &[AcceptedKey] = &[
         default: "false",
         kind: ConfigKind::Boolean,
         allowed: &[],
-        doc: NO_EFFECT,
+        doc: "Lets a replica outside the ISR lead an offline partition, accepting the loss of records only the ISR held.",
     },
 ];
 

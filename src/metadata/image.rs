@@ -39,6 +39,13 @@ impl MetadataImage {
             .and_then(|p| self.topics.get(topic)?.partitions.get(p))
     }
 
+    fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionRegistration> {
+        let t = self.topics.get_mut(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| Arc::make_mut(t).partitions.get_mut(i))
+    }
+
     /// Registered brokers that are not fenced, by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
         self.brokers.values().filter(|b| !b.fenced)
@@ -139,19 +146,29 @@ impl MetadataImage {
                 partition_epoch,
                 isr,
             } => {
-                let Some(t) = self.topics.get_mut(&topic) else {
-                    return Applied::Rejected(Rejection::UnknownTopic(topic));
-                };
-                let Some(p) = usize::try_from(partition)
-                    .ok()
-                    .and_then(|i| Arc::make_mut(t).partitions.get_mut(i))
-                else {
+                let Some(p) = self.partition_mut(&topic, partition) else {
                     return Applied::Rejected(Rejection::UnknownTopic(topic));
                 };
                 if p.leader_epoch != leader_epoch || p.partition_epoch != partition_epoch {
                     return Applied::Rejected(Rejection::StaleEpoch);
                 }
                 p.isr = isr;
+                p.partition_epoch += 1;
+            }
+            MetadataRecord::UncleanLeader {
+                topic,
+                partition,
+                leader,
+            } => {
+                let Some(p) = self.partition_mut(&topic, partition) else {
+                    return Applied::Rejected(Rejection::UnknownTopic(topic));
+                };
+                if p.leader != PartitionRegistration::NO_LEADER {
+                    return Applied::Rejected(Rejection::StaleEpoch);
+                }
+                p.leader = leader;
+                p.isr = vec![leader];
+                p.leader_epoch += 1;
                 p.partition_epoch += 1;
             }
             MetadataRecord::ProducerIds { block_size, .. } => {
@@ -268,8 +285,7 @@ mod tests {
             i.apply(broker(id), &d);
             i.apply(MetadataRecord::UnfenceBroker { id }, &d);
         }
-        let mut p = PartitionRegistration::new(vec![1, 2, 3]);
-        p.isr = vec![1, 2, 3];
+        let p = PartitionRegistration::new(vec![1, 2, 3]);
         i.apply(
             MetadataRecord::Topic {
                 name: "t".into(),
@@ -310,6 +326,44 @@ mod tests {
         i.apply(MetadataRecord::UnfenceBroker { id: 2 }, &d);
         let p1 = i.partition("t", 1).expect("p1").clone();
         assert_eq!((p1.leader, p1.leader_epoch, p1.partition_epoch), (2, 2, 2));
+    }
+
+    #[test]
+    fn a_fenced_follower_leaves_the_isr_and_changes_need_current_epochs() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        i.apply(MetadataRecord::FenceBroker { id: 3 }, &d);
+        let p0 = i.partition("t", 0).expect("p0").clone();
+        assert_eq!((p0.leader, p0.leader_epoch, p0.isr.clone()), (1, 0, vec![1, 2]));
+        let rejoin = |leader_epoch, partition_epoch| MetadataRecord::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch,
+            partition_epoch,
+            isr: vec![1, 2, 3],
+        };
+        let stale = i.apply(rejoin(0, p0.partition_epoch - 1), &d);
+        assert_eq!(stale, Applied::Rejected(Rejection::StaleEpoch));
+        assert_eq!(i.apply(rejoin(0, p0.partition_epoch), &d), Applied::Done);
+        assert_eq!(i.partition("t", 0).expect("p0").isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        i.apply(MetadataRecord::FenceBroker { id: 2 }, &d);
+        assert_eq!(i.partition("t", 1).expect("p1").leader, -1);
+        let elect = MetadataRecord::UncleanLeader {
+            topic: "t".into(),
+            partition: 1,
+            leader: 2,
+        };
+        assert_eq!(i.apply(elect.clone(), &d), Applied::Done);
+        let p1 = i.partition("t", 1).expect("p1").clone();
+        assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (2, vec![2], 2));
+        // Only an offline partition is elected this way.
+        assert_eq!(i.apply(elect, &d), Applied::Rejected(Rejection::StaleEpoch));
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// An offline partition of a topic with `unclean.leader.election.enable` gets a leader from
+    /// outside its ISR, which becomes the whole ISR.
+    UncleanLeader {
+        topic: String,
+        partition: i32,
+        leader: i32,
+    },
     /// Hands a block of producer ids to a broker.
     ProducerIds {
         broker: i32,
