@@ -151,13 +151,19 @@ enum TopicsCommand {
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
-    /// Partitions (leader, replicas, ISR) and configs of a topic.
+    /// Partitions (leader, replicas, ISR, high watermark) and configs of a topic.
     Describe {
         #[command(flatten)]
         server: Bootstrap,
         topic: String,
         #[arg(long)]
         json: bool,
+        /// Only partitions whose ISR is smaller than their replica set.
+        #[arg(long, alias = "under-replicated-partitions")]
+        under_replicated: bool,
+        /// Only partitions without a leader.
+        #[arg(long, alias = "unavailable-partitions")]
+        unavailable: bool,
     },
     /// Raise a topic's partition count.
     Alter {
@@ -374,7 +380,15 @@ async fn topics(command: TopicsCommand) -> anyhow::Result<()> {
             server,
             topic,
             json,
-        } => cli::topics::describe(&server.bootstrap, &topic, json).await,
+            under_replicated,
+            unavailable,
+        } => {
+            let filter = cli::topics::PartitionFilter {
+                under_replicated,
+                unavailable,
+            };
+            cli::topics::describe(&server.bootstrap, &topic, json, filter).await
+        }
         TopicsCommand::Alter {
             server,
             topic,

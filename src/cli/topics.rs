@@ -44,13 +44,60 @@ fn print_configs(configs: &[ConfigValue]) {
     table::print(&["CONFIG", "VALUE", "SOURCE"], &rows);
 }
 
-pub async fn describe(bootstrap: &str, topic: &str, as_json: bool) -> anyhow::Result<()> {
+/// Which partitions `topics describe` lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionFilter {
+    /// Only those whose ISR is smaller than their replica set.
+    pub under_replicated: bool,
+    /// Only those without a leader.
+    pub unavailable: bool,
+}
+
+/// "offline", "under-replicated" or "" for a partition (leader, replicas, isr).
+fn partition_status(leader: i32, replicas: &[i32], isr: &[i32]) -> &'static str {
+    if leader < 0 {
+        "offline"
+    } else if isr.len() < replicas.len() {
+        "under-replicated"
+    } else {
+        ""
+    }
+}
+
+pub async fn describe(
+    bootstrap: &str,
+    topic: &str,
+    as_json: bool,
+    filter: PartitionFilter,
+) -> anyhow::Result<()> {
     let t = admin::describe_topic(bootstrap, topic).await?;
+    let keys: Vec<(String, i32)> = t
+        .partitions
+        .iter()
+        .map(|(p, ..)| (t.name.clone(), *p))
+        .collect();
+    let hws = admin::list_offsets(bootstrap, &keys, -1).await?;
+    let hw = |p: i32| {
+        hws.get(&(t.name.clone(), p))
+            .and_then(|r| r.as_ref().ok())
+            .map(|(o, _)| *o)
+    };
+    let shown: Vec<_> = t
+        .partitions
+        .iter()
+        .filter(|(_, l, r, i)| {
+            let status = partition_status(*l, r, i);
+            (!filter.under_replicated || status == "under-replicated")
+                && (!filter.unavailable || status == "offline")
+        })
+        .collect();
     if as_json {
-        let partitions: Vec<_> = t
-            .partitions
+        let partitions: Vec<_> = shown
             .iter()
-            .map(|(p, l, r, i)| json!({"partition": p, "leader": l, "replicas": r, "isr": i}))
+            .map(|(p, l, r, i)| {
+                json!({"partition": p, "leader": l, "replicas": r, "isr": i,
+                       "high_watermark": hw(*p), "status": partition_status(*l, r, i)})
+            })
             .collect();
         table::print_json(&json!({
             "topic": t.name, "topic_id": t.id, "internal": t.internal,
@@ -72,12 +119,30 @@ pub async fn describe(bootstrap: &str, topic: &str, as_json: bool) -> anyhow::Re
             .collect::<Vec<_>>()
             .join(",")
     };
-    let rows: Vec<Vec<String>> = t
-        .partitions
+    let rows: Vec<Vec<String>> = shown
         .iter()
-        .map(|(p, l, r, i)| vec![p.to_string(), l.to_string(), ids(r), ids(i)])
+        .map(|(p, l, r, i)| {
+            vec![
+                p.to_string(),
+                l.to_string(),
+                ids(r),
+                ids(i),
+                table::dash(hw(*p)),
+                partition_status(*l, r, i).to_string(),
+            ]
+        })
         .collect();
-    table::print(&["PARTITION", "LEADER", "REPLICAS", "ISR"], &rows);
+    table::print(
+        &[
+            "PARTITION",
+            "LEADER",
+            "REPLICAS",
+            "ISR",
+            "HIGH-WATERMARK",
+            "STATUS",
+        ],
+        &rows,
+    );
     println!();
     print_configs(&t.configs);
     Ok(())

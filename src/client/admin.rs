@@ -194,7 +194,11 @@ pub async fn describe_group(bootstrap: &str, group: &str) -> anyhow::Result<Grou
     keys.extend(owners.keys().cloned());
     keys.sort();
     keys.dedup();
-    let ends = end_offsets(&mut conn, &keys).await?;
+    let ends: BTreeMap<(String, i32), i64> = list_offsets(bootstrap, &keys, -1)
+        .await?
+        .into_iter()
+        .filter_map(|(k, r)| r.ok().map(|(o, _)| (k, o)))
+        .collect();
     let partitions = keys
         .into_iter()
         .map(|k| PartitionLag {
@@ -215,42 +219,114 @@ pub async fn describe_group(bootstrap: &str, group: &str) -> anyhow::Result<Grou
     })
 }
 
-async fn end_offsets(
-    conn: &mut Connection,
+/// ListOffsets for `partitions` at `timestamp` (-2 earliest, -1 latest: the high watermark),
+/// each asked of its partition's leader as Metadata names it: (offset, timestamp) or the
+/// error that partition got.
+pub async fn list_offsets(
+    bootstrap: &str,
     partitions: &[(String, i32)],
-) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        by_topic.entry(t).or_default().push(*p);
-    }
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    ListOffsetsTopic::default()
-                        .with_name(TopicName(s(t)))
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(p)
-                                        .with_timestamp(-1)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
+    timestamp: i64,
+) -> anyhow::Result<BTreeMap<(String, i32), Result<(i64, i64), String>>> {
     let mut out = BTreeMap::new();
     if partitions.is_empty() {
         return Ok(out);
     }
-    for t in conn.send(req).await?.topics {
-        for p in t.partitions {
-            if p.error_code == 0 {
-                out.insert((t.name.to_string(), p.partition_index), p.offset);
+    let mut conn = Connection::connect(bootstrap).await?;
+    let mut topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+    topics.dedup();
+    let md = conn
+        .send(
+            MetadataRequest::default()
+                .with_topics(Some(
+                    topics
+                        .iter()
+                        .map(|t| {
+                            metadata_request::MetadataRequestTopic::default()
+                                .with_name(Some(TopicName(s(t))))
+                        })
+                        .collect(),
+                ))
+                .with_allow_auto_topic_creation(false),
+        )
+        .await?;
+    let brokers: BTreeMap<i32, String> = md
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+        .collect();
+    let leaders: BTreeMap<(String, i32), i32> = md
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let name = t.name.as_ref().map_or_else(String::new, |n| n.to_string());
+            t.partitions
+                .iter()
+                .map(move |p| ((name.clone(), p.partition_index), p.leader_id.0))
+        })
+        .collect();
+    let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+    for (t, p) in partitions {
+        match leaders
+            .get(&(t.clone(), *p))
+            .filter(|l| brokers.contains_key(l))
+        {
+            Some(l) => by_leader
+                .entry(*l)
+                .or_default()
+                .entry(t)
+                .or_default()
+                .push(*p),
+            None => {
+                out.insert((t.clone(), *p), Err("no leader".to_string()));
+            }
+        }
+    }
+    for (leader, topics) in by_leader {
+        let asked: Vec<(String, i32)> = topics
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(|p| (t.to_string(), *p)))
+            .collect();
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ListOffsetsTopic::default()
+                            .with_name(TopicName(s(t)))
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|p| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(p)
+                                            .with_timestamp(timestamp)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        // An unreachable leader fails its partitions, not the whole answer.
+        let answer = match Connection::connect(&brokers[&leader]).await {
+            Ok(mut c) => c.send(req).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(resp) => {
+                for t in resp.topics {
+                    for p in t.partitions {
+                        let found = match p.error_code {
+                            0 => Ok((p.offset, p.timestamp)),
+                            code => Err(error_name(code)),
+                        };
+                        out.insert((t.name.to_string(), p.partition_index), found);
+                    }
+                }
+            }
+            Err(e) => {
+                for k in asked {
+                    out.insert(k, Err(format!("broker {leader}: {e}")));
+                }
             }
         }
     }
@@ -511,44 +587,24 @@ pub async fn describe_topic(bootstrap: &str, name: &str) -> anyhow::Result<Topic
     })
 }
 
-/// ListOffsets for every partition of `topic` at `timestamp` (-2 earliest, -1 latest,
-/// -3 max timestamp, or ms): (partition, offset, timestamp).
+/// ListOffsets for every partition of `topic` at `timestamp` (-2 earliest, -1 latest, -3 max
+/// timestamp, else milliseconds): (partition, offset, timestamp).
 pub async fn offsets(
     bootstrap: &str,
     topic: &str,
     timestamp: i64,
 ) -> anyhow::Result<Vec<(i32, i64, i64)>> {
-    let mut conn = Connection::connect(bootstrap).await?;
     let details = describe_topic(bootstrap, topic).await?;
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partitions(
-                details
-                    .partitions
-                    .iter()
-                    .map(|(p, ..)| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(*p)
-                            .with_timestamp(timestamp)
-                    })
-                    .collect(),
-            )]);
+    let keys: Vec<(String, i32)> = details
+        .partitions
+        .iter()
+        .map(|(p, ..)| (topic.to_string(), *p))
+        .collect();
     let mut out = Vec::new();
-    for t in conn.send(req).await?.topics {
-        for p in t.partitions {
-            if p.error_code != 0 {
-                bail!(
-                    "partition {}: {}",
-                    p.partition_index,
-                    error_name(p.error_code)
-                );
-            }
-            out.push((p.partition_index, p.offset, p.timestamp));
-        }
+    for ((_, p), found) in list_offsets(bootstrap, &keys, timestamp).await? {
+        let (offset, ts) = found.map_err(|e| anyhow!("partition {p}: {e}"))?;
+        out.push((p, offset, ts));
     }
-    out.sort();
     Ok(out)
 }
 

@@ -577,7 +577,10 @@ impl Controller {
                 if reg.leader != PartitionRegistration::NO_LEADER {
                     continue;
                 }
-                if let Some(leader) = reg.replicas.iter().find(|r| image.live_broker(**r).is_some())
+                if let Some(leader) = reg
+                    .replicas
+                    .iter()
+                    .find(|r| image.live_broker(**r).is_some())
                 {
                     elections.push((t.name.clone(), p as i32, *leader, reg.isr.clone()));
                 }

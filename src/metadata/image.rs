@@ -334,7 +334,10 @@ mod tests {
         let mut i = image_with_three();
         i.apply(MetadataRecord::FenceBroker { id: 3 }, &d);
         let p0 = i.partition("t", 0).expect("p0").clone();
-        assert_eq!((p0.leader, p0.leader_epoch, p0.isr.clone()), (1, 0, vec![1, 2]));
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (1, 0, vec![1, 2])
+        );
         let rejoin = |leader_epoch, partition_epoch| MetadataRecord::AlterIsr {
             topic: "t".into(),
             partition: 0,
@@ -361,7 +364,10 @@ mod tests {
         };
         assert_eq!(i.apply(elect.clone(), &d), Applied::Done);
         let p1 = i.partition("t", 1).expect("p1").clone();
-        assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (2, vec![2], 2));
+        assert_eq!(
+            (p1.leader, p1.isr.clone(), p1.leader_epoch),
+            (2, vec![2], 2)
+        );
         // Only an offline partition is elected this way.
         assert_eq!(i.apply(elect, &d), Applied::Rejected(Rejection::StaleEpoch));
     }
