@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, Cluster};
+use common::proxy::Proxy;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -459,4 +460,130 @@ fn isr(addr: &str, topic: &str) -> Vec<i32> {
 
 fn leader(addr: &str, topic: &str) -> Option<i32> {
     metadata_partition(addr, topic).map(|(l, _)| l)
+}
+
+/// A ProduceRequest (acks=all, 3 s timeout) of `records` plain records straight to `addr`, with
+/// our wire client: its error code for partition 0 of `topic`.
+async fn produce_direct(addr: &str, topic: &str, records: usize) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let batch = common::batches::batch_from(common::batches::PLAIN, records, 1, 10);
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(3000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.into()))])]);
+    let mut conn = runnel::client::Connection::connect(addr)
+        .await
+        .expect("connect");
+    let resp = conn.send_version(req, 9).await.expect("produce");
+    resp.responses[0].partition_responses[0].error_code
+}
+
+async fn produce_values(bootstrap: &str, topic: &str, values: &[String]) -> Vec<i64> {
+    let p = producer(bootstrap, "all");
+    let mut offsets = Vec::new();
+    for v in values {
+        let r = p
+            .send(
+                FutureRecord::<str, str>::to(topic).partition(0).payload(v),
+                TIMEOUT,
+            )
+            .await;
+        offsets.push(r.unwrap_or_else(|e| panic!("produce {v}: {e:?}")).offset);
+    }
+    offsets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_acknowledges_nothing_and_truncates_after_healing() {
+    // Three controllers and three brokers; every link of broker 4 runs through proxies the
+    // test controls: inbound (clients and followers reach it at its advertised address) and
+    // outbound to the controllers (its own voters list).
+    let roles = vec![
+        "controller",
+        "controller",
+        "controller",
+        "broker",
+        "broker",
+        "broker",
+    ];
+    let mut cluster = Cluster::prepare(roles, SETTINGS);
+    let inbound = Proxy::start();
+    inbound.set_target(&cluster.node(4).addr());
+    let to_controllers: Vec<(i32, Proxy)> = (1..=3)
+        .map(|id| {
+            let p = Proxy::start();
+            p.set_target(&format!("127.0.0.1:{}", cluster.node(id).controller_port));
+            (id, p)
+        })
+        .collect();
+    let voters = to_controllers
+        .iter()
+        .map(|(id, p)| format!("{id}@{}", p.addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    let n4 = cluster.node(4);
+    n4.settings
+        .push(format!("advertised.listeners=PLAINTEXT://{}", inbound.addr));
+    n4.settings
+        .push(format!("controller.quorum.voters={voters}"));
+    cluster.launch();
+    let direct4 = cluster.node(4).addr();
+    let majority = format!("{},{}", cluster.node(5).addr(), cluster.node(6).addr());
+    create(
+        &majority,
+        NewTopic::new("split", 1, TopicReplication::Variable(&[&[4, 5, 6]]))
+            .set("min.insync.replicas", "2"),
+    )
+    .await;
+    let before: Vec<String> = (0..50).map(|i| format!("before-{i}")).collect();
+    produce_values(&majority, "split", &before).await;
+
+    // Partition broker 4 away from everyone.
+    inbound.take_down();
+    for (_, p) in &to_controllers {
+        p.take_down();
+    }
+    // The proxies' pipes notice within 20 ms.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // It still thinks it leads and appends, but no follower can fetch: nothing is acknowledged.
+    let code = produce_direct(&direct4, "split", 5).await;
+    assert_ne!(code, 0, "an isolated leader acknowledged an acks=all write");
+    eprintln!("isolated leader answered error {code}");
+
+    let addr5 = cluster.node(5).addr();
+    let (moved, took) = eventually(TIMEOUT, || {
+        leader(&addr5, "split").is_some_and(|l| l == 5 || l == 6)
+    });
+    assert!(moved, "the majority did not elect a new leader");
+    eprintln!("new leader elected {took:?} after the partition");
+    let during: Vec<String> = (0..50).map(|i| format!("during-{i}")).collect();
+    produce_values(&majority, "split", &during).await;
+
+    // Heal: broker 4 learns it was replaced, truncates what only it had, and rejoins.
+    inbound.heal();
+    for (_, p) in &to_controllers {
+        p.heal();
+    }
+    let (rejoined, took) = eventually(TIMEOUT, || isr(&addr5, "split").len() == 3);
+    assert!(rejoined, "the old leader did not rejoin the ISR");
+    eprintln!("old leader back in the ISR {took:?} after healing");
+
+    // Make it the only replica left, so what it holds is what clients read.
+    cluster.node(5).kill9();
+    cluster.node(6).kill9();
+    let (leads, _) = eventually(TIMEOUT, || leader(&direct4, "split") == Some(4));
+    assert!(leads, "broker 4 did not take over");
+    let read = tokio::task::block_in_place(|| read_all(&direct4, "split", 1));
+    let values: Vec<&str> = read[&0].iter().map(|(_, v)| v.as_str()).collect();
+    let expected: Vec<&str> = before.iter().chain(&during).map(String::as_str).collect();
+    assert_eq!(
+        values, expected,
+        "the old leader's log is not exactly the acknowledged records"
+    );
 }

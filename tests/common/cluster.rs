@@ -15,8 +15,8 @@ pub struct Node {
     pub client_port: u16,
     pub controller_port: u16,
     pub data: PathBuf,
-    /// Extra `key=value` settings given to every start.
-    settings: Vec<String>,
+    /// Extra `key=value` settings given to every start (later ones win).
+    pub settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -109,8 +109,27 @@ impl Cluster {
 
     /// As `start_with`, each node also given `settings` (`key=value`).
     pub fn start_configured(roles: Vec<&'static str>, settings: &[&str]) -> Self {
+        let mut c = Self::prepare(roles, settings);
+        c.launch();
+        c
+    }
+
+    /// Starts every node of a prepared cluster and waits until each is ready.
+    pub fn launch(&mut self) {
+        let voters = self.voters.clone();
+        for node in &mut self.nodes {
+            node.spawn(&voters);
+        }
+        for node in &mut self.nodes {
+            node.wait_ready();
+        }
+    }
+
+    /// Ports, directories and settings of a cluster, nothing started: a test can change a
+    /// node's settings (say, route it through a proxy) before `launch`.
+    pub fn prepare(roles: Vec<&'static str>, settings: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut nodes: Vec<Node> = (1..)
+        let nodes: Vec<Node> = (1..)
             .zip(roles)
             .map(|(id, roles)| Node {
                 id,
@@ -128,12 +147,6 @@ impl Cluster {
             .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
             .collect::<Vec<_>>()
             .join(",");
-        for node in &mut nodes {
-            node.spawn(&voters);
-        }
-        for node in &mut nodes {
-            node.wait_ready();
-        }
         Self {
             nodes,
             voters,

@@ -1,5 +1,6 @@
 //! A TCP proxy between a client and the broker (both on 127.0.0.1) that records the client's
-//! request frames and can cut every connection on demand, forcing real clients to retry.
+//! request frames and can cut every connection on demand, forcing real clients to retry, or
+//! take the link down (every connection closed and refused) until healed: a network partition.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -14,6 +15,7 @@ pub struct Proxy {
     /// Client→broker frames (without the length prefix), in arrival order.
     pub frames: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -27,17 +29,23 @@ impl Proxy {
             generation: Arc::new(AtomicU64::new(0)),
             frames: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            down: Arc::new(AtomicBool::new(false)),
         };
-        let (target, generation, frames, stop) = (
+        let (target, generation, frames, stop, down) = (
             p.target.clone(),
             p.generation.clone(),
             p.frames.clone(),
             p.stop.clone(),
+            p.down.clone(),
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
+                        if down.load(Ordering::Relaxed) {
+                            drop(client);
+                            continue;
+                        }
                         let to = target.lock().expect("target").clone();
                         let Ok(server) = TcpStream::connect(&to) else {
                             continue;
@@ -67,6 +75,16 @@ impl Proxy {
     pub fn cut(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Takes the link down: open connections closed, new ones refused until `heal`.
+    pub fn take_down(&self) {
+        self.down.store(true, Ordering::Relaxed);
+        self.cut();
+    }
+
+    pub fn heal(&self) {
+        self.down.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Proxy {
@@ -95,6 +113,8 @@ fn pipe(
             }
             match from.read(&mut buf) {
                 Ok(0) => break,
+                // Bytes read after a cut are dropped: a cut link carries nothing more.
+                Ok(_) if generation.load(Ordering::Relaxed) != gen => break,
                 Ok(n) => {
                     if let Some(frames) = &record {
                         pending.extend_from_slice(&buf[..n]);
