@@ -6,20 +6,23 @@
 //! `group` (consumer groups, which keeps its state in the log) → the typed
 //! response goes back through `protocol` to bytes. Admin changes go from the handler to the
 //! active controller (`cluster`), are committed to the metadata log, replayed into every
-//! node's image, and answered once this broker's image holds them.
+//! node's image, and answered once this broker's image holds them. Replication: a follower's
+//! `cluster::replica_fetcher` sends Fetch to the leader like a client, the leader's fetch
+//! handler records the follower's position in `broker::partition`, which moves the high
+//! watermark that waiting acks=all produces (`broker::purgatory`) and consumers wait on.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment |
-//! | `cluster` | the controller quorum (openraft), controller listener, active controller, broker registration |
+//! | `cluster` | the controller quorum (openraft), controller listener, active controller, broker registration, replica fetcher, ISR changes |
 //! | `log` | storage engine: segments, indexes, recovery, retention |
 //! | `group` | consumer groups, rebalances, committed offsets (`__consumer_offsets`) |
 //! | `metadata` | metadata records, the image replayed from them, the cache handlers read |
 //! | `producer` | producer ids and idempotence state (sequence checks, duplicates) |
 //! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping |
-//! | `broker` | one handler file per API family |
+//! | `broker` | one handler file per API family; the replica manager, each led partition's follower state and high watermark, the acks=all purgatory |
 //! | `net` | listener, connection loop, framing |
-//! | `client` | the CLI's own wire client: `runnel consume`, `runnel groups` (never used by the broker) |
+//! | `client` | the wire client: the CLI's commands, and the replica fetcher's connection to a leader |
 #![deny(unsafe_code)]
 
 pub mod broker;

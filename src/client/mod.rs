@@ -3,7 +3,8 @@
 //! behind `runnel consume --group`.
 //!
 //! Owns nothing of the broker: it speaks the wire protocol like any other client, so the CLI
-//! works against Kafka too. Never used by the broker itself.
+//! works against Kafka too. The broker uses only its `Connection`, for a follower's fetches
+//! from a leader (as Kafka's replica fetcher uses its NetworkClient).
 
 pub mod admin;
 pub mod connection;
