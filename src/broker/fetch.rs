@@ -173,9 +173,7 @@ impl Broker {
                         let effect =
                             partition.on_follower_fetch(reg, r, fp.fetch_offset, now, eligible);
                         hw_moved |= effect.hw_advanced;
-                        if effect.expand {
-                            let mut isr = reg.isr.clone();
-                            isr.push(r);
+                        if let Some(isr) = effect.expand {
                             let _ = self.isr_changes.send(super::IsrChange {
                                 topic: topic.name.clone(),
                                 partition: fp.partition,

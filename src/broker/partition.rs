@@ -32,8 +32,12 @@ struct LeaderState {
     /// When this replica became leader (followers count as caught up until then).
     since_ms: i64,
     followers: HashMap<i32, FollowerState>,
-    /// An ISR change sent to the controller and not yet seen in an image.
-    isr_change_pending: bool,
+    /// An ISR change sent to the controller and not yet seen in an image. Until it is, the
+    /// high watermark counts both ISRs (Kafka's maximal ISR): a follower being added must
+    /// already hold everything committed, one being removed still holds back the watermark.
+    pending_isr: Option<Vec<i32>>,
+    /// The committed ISR this state was last refreshed with.
+    isr: Vec<i32>,
 }
 
 pub struct Partition {
@@ -44,11 +48,11 @@ pub struct Partition {
 }
 
 /// What a follower's fetch changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FetchEffect {
     pub hw_advanced: bool,
     /// The follower caught up and should rejoin the ISR: the ISR to ask for.
-    pub expand: bool,
+    pub expand: Option<Vec<i32>>,
 }
 
 impl Partition {
@@ -60,7 +64,8 @@ impl Partition {
                 epoch_start_offset: log.log_end_offset(),
                 since_ms: now_ms,
                 followers: HashMap::new(),
-                isr_change_pending: false,
+                pending_isr: None,
+                isr: reg.isr.clone(),
             }),
             log,
             hw: watch::channel(hw).0,
@@ -73,6 +78,11 @@ impl Partition {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LeaderState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The committed ISR's size as of the last image applied (min.insync.replicas checks).
+    pub fn isr_size(&self) -> usize {
+        self.lock().isr.len()
     }
 
     pub fn subscribe_hw(&self) -> watch::Receiver<i64> {
@@ -108,15 +118,20 @@ impl Partition {
         f.last_fetch_ms = now_ms;
         f.leader_end_at_last_fetch = leader_end;
         let hw = self.log.high_watermark();
-        let expand = eligible
+        let rejoins = eligible
             && !reg.isr.contains(&replica)
             && reg.replicas.contains(&replica)
-            && !state.isr_change_pending
+            && state.pending_isr.is_none()
             && offset >= hw
             && offset >= state.epoch_start_offset;
-        if expand {
-            state.isr_change_pending = true;
-        }
+        let expand = rejoins.then(|| {
+            let mut isr = reg.isr.clone();
+            isr.push(replica);
+            // From now on appends wait for the joining follower too.
+            self.log.set_hw_follows_end(false);
+            state.pending_isr = Some(isr.clone());
+            isr
+        });
         let hw_advanced = self.advance_hw_locked(&state, reg);
         FetchEffect {
             hw_advanced,
@@ -128,7 +143,8 @@ impl Partition {
     /// that has not fetched since this replica became leader holds it back).
     fn advance_hw_locked(&self, state: &LeaderState, reg: &PartitionRegistration) -> bool {
         let mut candidate = self.log.log_end_offset();
-        for r in reg.isr.iter().filter(|r| **r != reg.leader) {
+        let pending = state.pending_isr.iter().flatten();
+        for r in reg.isr.iter().chain(pending).filter(|r| **r != reg.leader) {
             let end = state.followers.get(r).map_or(-1, |f| f.log_end_offset);
             candidate = candidate.min(end);
         }
@@ -143,20 +159,16 @@ impl Partition {
     /// After an append or a new image: the high watermark again, and whether this replica
     /// alone is the ISR (then appends commit at once).
     pub fn refresh(&self, reg: &PartitionRegistration) -> bool {
+        let mut state = self.lock();
+        state.pending_isr = None;
+        state.isr = reg.isr.clone();
         let alone = reg.isr.iter().all(|r| *r == reg.leader);
         if alone != self.log.hw_follows_end() {
             self.log.set_hw_follows_end(alone);
         }
-        let mut state = self.lock();
-        state.isr_change_pending = false;
         let moved = self.advance_hw_locked(&state, reg);
         self.hw.send_replace(self.log.high_watermark());
         moved
-    }
-
-    /// Wakes acks=all waiters after an append that moved the high watermark by itself.
-    pub fn publish_hw(&self) {
-        self.hw.send_replace(self.log.high_watermark());
     }
 
     /// The ISR without the followers that have not caught up within `lag_ms`, if any must go
@@ -168,7 +180,7 @@ impl Partition {
         lag_ms: i64,
     ) -> Option<Vec<i32>> {
         let mut state = self.lock();
-        if state.isr_change_pending {
+        if state.pending_isr.is_some() {
             return None;
         }
         let since = state.since_ms;
@@ -190,24 +202,76 @@ impl Partition {
             .copied()
             .filter(|r| !out_of_sync(r))
             .collect();
-        state.isr_change_pending = true;
+        state.pending_isr = Some(isr.clone());
         Some(isr)
     }
 
-    /// A failed ISR change may be asked again.
-    pub fn clear_pending(&self) {
-        self.lock().isr_change_pending = false;
+    /// A failed ISR change may be asked again; the image's ISR alone counts meanwhile.
+    pub fn clear_pending(&self, reg: &PartitionRegistration) {
+        self.lock().pending_isr = None;
+        self.refresh(reg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_batches::batch;
+    use crate::log::{LogConfig, LogManager};
+
+    fn reg(isr: Vec<i32>) -> PartitionRegistration {
+        PartitionRegistration {
+            isr,
+            ..PartitionRegistration::new(vec![1, 2, 3])
+        }
     }
 
-    /// Each follower's log end and lag behind the leader, for describe tools.
-    pub fn follower_ends(&self) -> Vec<(i32, i64)> {
-        let state = self.lock();
-        let mut v: Vec<(i32, i64)> = state
-            .followers
-            .iter()
-            .map(|(id, f)| (*id, f.log_end_offset))
-            .collect();
-        v.sort();
-        v
+    #[test]
+    fn the_high_watermark_is_the_smallest_end_in_the_maximal_isr() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (logs, _) = LogManager::open(dir.path(), 16, |_| LogConfig::default()).expect("open");
+        let log = logs
+            .get_or_create("t", 0, LogConfig::default())
+            .expect("log");
+        let full = reg(vec![1, 2, 3]);
+        let p = Partition::new(log.clone(), &full, 0);
+        p.refresh(&full);
+        log.append(batch(10, 1, 10), 0).expect("append");
+        assert_eq!(log.high_watermark(), 0, "followers have not fetched");
+        p.on_follower_fetch(&full, 2, 10, 1, true);
+        assert_eq!(log.high_watermark(), 0, "follower 3 holds it back");
+        assert!(p.on_follower_fetch(&full, 3, 4, 1, true).hw_advanced);
+        assert_eq!(log.high_watermark(), 4);
+
+        // 3 lags past replica.lag.time.max.ms while 2 keeps up: the shrink leaves 3 out.
+        p.on_follower_fetch(&full, 2, 10, 99_000, true);
+        assert_eq!(p.shrink(&full, 100_000, 30_000), Some(vec![1, 2]));
+        let shrunk = reg(vec![1, 2]);
+        p.refresh(&shrunk);
+        assert_eq!(log.high_watermark(), 10);
+
+        // 3 catches up: while its return is pending it already holds the watermark back.
+        let effect = p.on_follower_fetch(&shrunk, 3, 10, 100_001, true);
+        assert_eq!(effect.expand, Some(vec![1, 2, 3]));
+        log.append(batch(5, 2, 10), 0).expect("append");
+        p.on_follower_fetch(&shrunk, 2, 15, 100_002, true);
+        assert_eq!(log.high_watermark(), 10, "the joining follower is counted");
+        p.on_follower_fetch(&shrunk, 3, 15, 100_003, true);
+        assert_eq!(log.high_watermark(), 15);
+    }
+
+    #[test]
+    fn a_leader_alone_in_its_isr_commits_on_append_and_never_drops_itself() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (logs, _) = LogManager::open(dir.path(), 16, |_| LogConfig::default()).expect("open");
+        let log = logs
+            .get_or_create("t", 0, LogConfig::default())
+            .expect("log");
+        let alone = reg(vec![1]);
+        let p = Partition::new(log.clone(), &alone, 0);
+        p.refresh(&alone);
+        log.append(batch(3, 1, 10), 0).expect("append");
+        assert_eq!(log.high_watermark(), 3);
+        assert_eq!(p.shrink(&alone, 1_000_000, 1), None);
     }
 }

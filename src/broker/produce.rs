@@ -83,7 +83,7 @@ impl Broker {
                 };
                 let log = &partition.log;
                 let config = log.config();
-                let isr = reg.isr.len() as i32;
+                let isr = partition.isr_size() as i32;
                 if req.acks == -1 && config.min_insync_replicas > isr {
                     let msg = format!("The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {}", config.min_insync_replicas);
                     parts.push(failed(index, ResponseError::NotEnoughReplicas, Some(msg)));

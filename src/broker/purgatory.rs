@@ -36,12 +36,13 @@ impl Broker {
         let log = &w.partition.log;
         loop {
             let image = self.metadata.image();
-            let reg = image
+            image
                 .partition(log.topic(), log.partition())
                 .filter(|r| r.leader == self.config.node_id && r.leader_epoch == w.leader_epoch)
                 .ok_or(ResponseError::NotLeaderOrFollower)?;
+            // The ISR the high watermark was computed with, not a handler's image of it.
             if log.high_watermark() >= w.required {
-                return match (reg.isr.len() as i32) < w.min_isr {
+                return match (w.partition.isr_size() as i32) < w.min_isr {
                     true => Err(ResponseError::NotEnoughReplicasAfterAppend),
                     false => Ok(()),
                 };

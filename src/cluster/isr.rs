@@ -81,8 +81,12 @@ fn send(broker: &Arc<Broker>, change: IsrChange) {
         };
         if let Err(e) = broker.controller_change(request).await {
             tracing::info!(topic = %key.0, partition = key.1, error = %e, "ISR change not made");
-            if let Some(p) = broker.leaders.get(&key) {
-                p.clear_pending();
+            let image = broker.metadata.image();
+            if let (Some(p), Some(reg)) = (broker.leaders.get(&key), image.partition(&key.0, key.1))
+            {
+                if p.leader_epoch() == reg.leader_epoch {
+                    p.clear_pending(reg);
+                }
             }
         }
     });
