@@ -480,6 +480,29 @@ async fn produce_direct(addr: &str, topic: &str, records: usize) -> i16 {
     resp.responses[0].partition_responses[0].error_code
 }
 
+/// OffsetForLeaderEpoch for partition 0 of `topic` at `addr`: (epoch, end offset).
+async fn end_of_epoch(addr: &str, topic: &str, epoch: i32) -> (i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let req =
+        OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(-1)
+                .with_leader_epoch(epoch)])]);
+    let mut conn = runnel::client::Connection::connect(addr)
+        .await
+        .expect("connect");
+    let resp = conn.send(req).await.expect("OffsetForLeaderEpoch");
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "OffsetForLeaderEpoch error");
+    (p.leader_epoch, p.end_offset)
+}
+
 async fn produce_values(bootstrap: &str, topic: &str, values: &[String]) -> Vec<i64> {
     let p = producer(bootstrap, "all");
     let mut offsets = Vec::new();
@@ -569,6 +592,12 @@ async fn an_isolated_leader_acknowledges_nothing_and_truncates_after_healing() {
     let (rejoined, took) = eventually(TIMEOUT, || isr(&addr5, "split").len() == 3);
     assert!(rejoined, "the old leader did not rejoin the ISR");
     eprintln!("old leader back in the ISR {took:?} after healing");
+
+    // OffsetForLeaderEpoch at the new leader: epoch 0 (broker 4's) ended after the 50 records
+    // written before the partition, where the new leader's epoch began.
+    let new_leader = leader(&addr5, "split").expect("leader");
+    let (epoch, end) = end_of_epoch(&cluster.node(new_leader).addr(), "split", 0).await;
+    assert_eq!((epoch, end), (0, 50), "end of leader epoch 0");
 
     // Make it the only replica left, so what it holds is what clients read.
     cluster.node(5).kill9();

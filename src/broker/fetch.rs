@@ -31,7 +31,7 @@ pub fn replica_id(req: &FetchRequest, version: i16) -> Option<i32> {
 
 /// KIP-320: a fetch names the leader epoch it believes in; an older one is fenced, a newer
 /// one means this broker has not seen the change yet.
-fn check_leader_epoch(asked: i32, current: i32) -> Result<(), ResponseError> {
+pub(super) fn check_leader_epoch(asked: i32, current: i32) -> Result<(), ResponseError> {
     match asked {
         a if a < 0 || a == current => Ok(()),
         a if a < current => Err(ResponseError::FencedLeaderEpoch),

@@ -9,6 +9,7 @@ pub mod configs;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;

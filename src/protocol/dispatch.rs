@@ -103,6 +103,9 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(broker.fetch(r, version).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker.list_offsets(r, version)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(broker.offset_for_leader_epoch(r))
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(broker.create_topics(r, version).await)
         }

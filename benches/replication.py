@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Replication benchmarks on three local brokers (not run by the test command):
+
+1. produce throughput and the brokers' CPU seconds per GB: acks=1 on RF=1 against acks=all on
+   RF=3 (min.insync.replicas=2), with ../shared/bench/kbench.py (confluent-kafka);
+2. produce latency at a fixed rate with acks=all on RF=3;
+3. kill -9 of a partition leader → the first acknowledged acks=all produce to that partition,
+   and the same after a controlled shutdown (SIGTERM).
+
+Usage: benches/replication.py [--bin target/release/runnel] [--kbench ../shared/bench/kbench.py]
+Every wait is bounded; the brokers are killed at the end."""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, binary, root, node_id, voters, client, controller):
+        self.id, self.client = node_id, client
+        self.args = [binary, "serve", "--data", os.path.join(root, f"n{node_id}"),
+                     "--set", f"node.id={node_id}",
+                     "--set", f"listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
+                     "--set", f"controller.quorum.voters={voters}"]
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env={**os.environ, "RUNNEL_LOG": "error,openraft=off"})
+
+    def wait_ready(self):
+        line = self.proc.stdout.readline()
+        assert line.startswith("runnel listening"), line
+
+    def cpu_s(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def kbench(path, bootstrap, *args):
+    out = subprocess.run([sys.executable, path, "--bootstrap", bootstrap, "--quiet", *args],
+                         capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def leader_of(admin, topic, partition):
+    md = admin.list_topics(topic, timeout=5)
+    return md.topics[topic].partitions[partition].leader
+
+
+def failover(nodes, bootstrap, topic, sig):
+    """Seconds from stopping partition 0's leader to the first acks=all produce acknowledged."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    leader = leader_of(admin, topic, 0)
+    victim = next(n for n in nodes if n.id == leader)
+    others = ",".join(f"127.0.0.1:{n.client}" for n in nodes if n is not victim)
+    p = Producer({"bootstrap.servers": others, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 0, "message.timeout.ms": 60000})
+    p.produce(topic, b"warm", partition=0)
+    p.flush(10)
+    start = time.monotonic()
+    victim.stop(sig)
+    acked = []
+    p.produce(topic, b"after", partition=0, on_delivery=lambda err, m: acked.append(err))
+    while not acked and time.monotonic() - start < 60:
+        p.poll(0.01)
+    took = time.monotonic() - start
+    assert acked and acked[0] is None, acked
+    victim.start()
+    victim.wait_ready()
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/runnel")
+    ap.add_argument("--kbench", default="../shared/bench/kbench.py")
+    ap.add_argument("--records", type=int, default=200000)
+    ap.add_argument("--size", type=int, default=1024)
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="runnel-repl-bench-")
+    ports = [(free_port(), free_port()) for _ in range(3)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+    nodes = [Node(a.bin, root, i + 1, voters, cl, c) for i, (cl, c) in enumerate(ports)]
+    bootstrap = ",".join(f"127.0.0.1:{n.client}" for n in nodes)
+    results = {}
+    try:
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.wait_ready()
+        gb = a.records * a.size / 1e9
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for label, rf, acks in [("rf1_acks1", 1, "1"), ("rf3_acksall", 3, "all")]:
+            admin.create_topics([NewTopic(label, 6, rf, config={"min.insync.replicas": str(min(rf, 2))})])[
+                label].result(30)
+            time.sleep(1)
+            before = sum(n.cpu_s() for n in nodes)
+            r = kbench(a.kbench, bootstrap, "--topic", label, "--partitions", "6",
+                       "--replication-factor", str(rf), "--records", str(a.records),
+                       "--size", str(a.size), "--acks", acks, "--timeout-s", "300")
+            time.sleep(2)  # followers finish fetching what was acknowledged with acks=1
+            cpu = sum(n.cpu_s() for n in nodes) - before
+            results[label] = {"records_per_s": r.get("records_per_s"), "mb_per_s": r.get("mb_per_s"),
+                              "brokers_cpu_s": round(cpu, 2), "cpu_s_per_gb": round(cpu / gb, 2)}
+        lat = kbench(a.kbench, bootstrap, "--topic", "latency", "--partitions", "6",
+                     "--replication-factor", "3", "--acks", "all", "--mode", "latency",
+                     "--rate", "2000", "--duration-s", "10", "--size", "1024", "--timeout-s", "60")
+        results["latency_rf3_acksall_2000rps"] = {k: v for k, v in lat.items() if "ms" in k}
+        admin.create_topics(
+            [NewTopic("failover", 1, 3, config={"min.insync.replicas": "2"})])[
+            "failover"].result(30)
+        time.sleep(1)
+        results["failover_kill9_s"] = round(failover(nodes, bootstrap, "failover", signal.SIGKILL), 2)
+        time.sleep(3)
+        results["failover_sigterm_s"] = round(failover(nodes, bootstrap, "failover", signal.SIGTERM), 2)
+    finally:
+        for n in nodes:
+            n.stop()
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
