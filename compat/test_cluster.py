@@ -151,3 +151,58 @@ def test_group_resumes_after_its_coordinator_is_killed_and_restarted(cluster, to
     # Only what came after the commit is read again: the restarted coordinator still has it.
     seen = consume_group(bootstrap, topic_name, group, 30)
     assert seen == {f"c{i}" for i in range(30)}
+
+
+def test_clients_ride_through_a_leader_kill_with_default_settings(cluster, topic_name):
+    """confluent-kafka (acks=all by default) and kafka-python keep producing to an RF=3 topic
+    while a partition leader is killed -9; everything they were told was written is there."""
+    bootstrap = ",".join(n.bootstrap for n in cluster.nodes)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic_name, num_partitions=3, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})],
+                        operation_timeout=30)[topic_name].result(timeout=30)
+    assert wait_for(lambda: topic_name in admin.list_topics(timeout=10).topics)
+    leader0 = admin.list_topics(topic_name, timeout=10).topics[topic_name].partitions[0].leader
+    victim = next(n for n in cluster.nodes if n.node_id == leader0)
+    ck = Producer({"bootstrap.servers": bootstrap})
+    kp = KafkaProducer(bootstrap_servers=bootstrap.split(","))
+    acked, sent_at = set(), {}
+
+    def delivered(err, msg):
+        if err is None:
+            acked.add(msg.value().decode())
+
+    pending = []
+    start = time.time()
+    i = 0
+    killed = False
+    while time.time() - start < 20:
+        if not killed and time.time() - start > 2:
+            victim.kill9()
+            killed = True
+        for name in (f"ck{i}", f"kp{i}"):
+            sent_at[name] = time.time() - start
+        ck.produce(topic_name, value=f"ck{i}", on_delivery=delivered)
+        ck.poll(0)
+        pending.append((f"kp{i}", kp.send(topic_name, value=f"kp{i}".encode())))
+        i += 1
+        time.sleep(0.02)
+    assert ck.flush(60) == 0
+    for name, f in pending:
+        try:
+            f.get(timeout=60)
+            acked.add(name)
+        except Exception:  # noqa: BLE001 - a send that failed is simply not acknowledged
+            pass
+    kp.close()
+    # Once the partition moved (a session timeout after the kill), both clients got through.
+    late = {n for n, t in sent_at.items() if t > 16}
+    assert late and late <= acked, f"not acknowledged after the failover: {sorted(late - acked)[:5]}"
+    victim.spawn()
+    victim.wait_ready()
+    seen = consume_group(bootstrap, topic_name, f"g-{topic_name}", len(acked), timeout=90)
+    assert acked <= seen, f"{len(acked - seen)} acknowledged records lost"
+    kc = KafkaConsumer(topic_name, bootstrap_servers=bootstrap.split(","),
+                       auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    assert acked <= {m.value.decode() for m in kc}
+    kc.close()
