@@ -291,14 +291,12 @@ async fn three_nodes_spread_route_elect_and_recover() {
 /// the metadata log. Partitions go to brokers only and clients never see the controllers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_and_brokers_on_separate_nodes() {
+    // Two brokers: the offsets topic can have two replicas, not Kafka's default three.
     let mut cluster = tokio::task::block_in_place(|| {
-        Cluster::start_with(vec![
-            "controller",
-            "controller",
-            "controller",
-            "broker",
-            "broker",
-        ])
+        Cluster::start_configured(
+            vec!["controller", "controller", "controller", "broker", "broker"],
+            &["offsets.topic.replication.factor=2"],
+        )
     });
     let four = cluster.node(4).addr();
     let five = cluster.node(5).addr();
