@@ -38,6 +38,9 @@ struct LeaderState {
     pending_isr: Option<Vec<i32>>,
     /// The committed ISR this state was last refreshed with.
     isr: Vec<i32>,
+    /// The partition epoch of that registration (-1: none yet): an image that leaves this
+    /// partition alone leaves its state, and an ISR change in flight, alone.
+    partition_epoch: i32,
 }
 
 pub struct Partition {
@@ -66,6 +69,7 @@ impl Partition {
                 followers: HashMap::new(),
                 pending_isr: None,
                 isr: reg.isr.clone(),
+                partition_epoch: -1,
             }),
             log,
             hw: watch::channel(hw).0,
@@ -156,17 +160,27 @@ impl Partition {
         true
     }
 
-    /// After an append or a new image: the high watermark again, and whether this replica
-    /// alone is the ISR (then appends commit at once).
+    /// A new image: when this partition's registration changed, its committed ISR replaces
+    /// any change in flight. Returns whether the high watermark moved.
     pub fn refresh(&self, reg: &PartitionRegistration) -> bool {
         let mut state = self.lock();
+        if state.partition_epoch == reg.partition_epoch {
+            return false;
+        }
+        state.partition_epoch = reg.partition_epoch;
         state.pending_isr = None;
+        self.adopt_isr(&mut state, reg)
+    }
+
+    /// Takes the image's ISR as the one the high watermark follows, and whether this replica
+    /// alone is the ISR (then appends commit at once).
+    fn adopt_isr(&self, state: &mut LeaderState, reg: &PartitionRegistration) -> bool {
         state.isr = reg.isr.clone();
         let alone = reg.isr.iter().all(|r| *r == reg.leader);
         if alone != self.log.hw_follows_end() {
             self.log.set_hw_follows_end(alone);
         }
-        let moved = self.advance_hw_locked(&state, reg);
+        let moved = self.advance_hw_locked(state, reg);
         self.hw.send_replace(self.log.high_watermark());
         moved
     }
@@ -208,8 +222,9 @@ impl Partition {
 
     /// A failed ISR change may be asked again; the image's ISR alone counts meanwhile.
     pub fn clear_pending(&self, reg: &PartitionRegistration) {
-        self.lock().pending_isr = None;
-        self.refresh(reg);
+        let mut state = self.lock();
+        state.pending_isr = None;
+        self.adopt_isr(&mut state, reg);
     }
 }
 
@@ -219,8 +234,10 @@ mod tests {
     use crate::log::batch::test_batches::batch;
     use crate::log::{LogConfig, LogManager};
 
+    /// A registration with `isr`; each ISR change bumps the partition epoch, as records do.
     fn reg(isr: Vec<i32>) -> PartitionRegistration {
         PartitionRegistration {
+            partition_epoch: 3 - isr.len() as i32,
             isr,
             ..PartitionRegistration::new(vec![1, 2, 3])
         }
