@@ -518,9 +518,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Tests and scripts wait for this exact line.
         println!("runnel listening on {bound} (data in {})", data.display());
         let c = cluster.clone();
+        let b = broker.clone();
         let shutdown = async move {
             shutdown_signal().await;
-            registration::controlled_shutdown(&c, &registration).await;
+            if let Some(offset) = registration::controlled_shutdown(&c, &registration).await {
+                let _ =
+                    tokio::time::timeout(registration::SHUTDOWN_TIMEOUT, b.wait_published(offset))
+                        .await;
+                // Still serving: clients sending here now learn the new leaders from
+                // NOT_LEADER_OR_FOLLOWER answers (KIP-951) rather than from a closed connection.
+                tokio::time::sleep(registration::LEADERSHIP_HANDOFF).await;
+            }
             let _ = stop_tx.send(true);
         };
         let served = runnel::net::server::run(listener, broker, shutdown).await;

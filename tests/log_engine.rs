@@ -376,7 +376,7 @@ fn leader_epochs_survive_restart_and_truncation() {
     log.append(encode(2, 1, 1), 0).expect("e0");
     log.append(encode(2, 1, 1), 3).expect("e3");
     log.append(encode(2, 1, 1), 5).expect("e5");
-    log.truncate_to(4).expect("truncate");
+    log.truncate_to(4, 5).expect("truncate");
     assert_eq!(log.log_end_offset(), 4);
     assert_eq!(log.latest_epoch(), Some(3));
     let batch = log
@@ -395,6 +395,34 @@ fn leader_epochs_survive_restart_and_truncation() {
     drop(m);
     let m = open(dir.path(), &small_config());
     assert_eq!(m.get("t", 0).expect("log").latest_epoch(), Some(3));
+}
+
+#[test]
+fn a_fetch_answered_after_this_log_began_leading_never_lands() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = open(dir.path(), &small_config());
+    let log = m.get_or_create("t", 0, small_config()).expect("create");
+    let leader = m.get_or_create("t", 1, small_config()).expect("create");
+    leader.append(encode(2, 1, 1), 0).expect("e0");
+    let fetched = leader
+        .read(0, 1 << 20, true)
+        .expect("read")
+        .records
+        .expect("batch");
+    // Became leader of epoch 1 while a fetch sent in epoch 0 was in flight.
+    log.begin_epoch(1).expect("begin");
+    assert!(matches!(
+        log.append_replicated(&fetched, 0),
+        Err(LogError::FencedLeaderEpoch {
+            fetched_in: 0,
+            current: 1
+        })
+    ));
+    assert!(log.truncate_to(0, 0).is_err());
+    assert!(log.truncate_fully_and_start_at(7, 0).is_err());
+    assert_eq!(log.log_end_offset(), 0);
+    // A fetch in the epoch it follows now lands.
+    assert_eq!(log.append_replicated(&fetched, 1).expect("append"), 2);
 }
 
 #[test]

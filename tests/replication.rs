@@ -221,8 +221,14 @@ async fn acks_all_loses_nothing_through_a_kill_storm() {
     for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(1000 + rng.next(2000))).await;
         let victim = 1 + rng.next(3) as i32;
-        eprintln!("round {round}: kill -9 node {victim}");
-        cluster.node(victim).kill9();
+        // One round in three is a controlled shutdown (SIGTERM) instead of a crash.
+        if rng.next(3) == 0 {
+            eprintln!("round {round}: SIGTERM node {victim}");
+            tokio::task::block_in_place(|| cluster.node(victim).terminate());
+        } else {
+            eprintln!("round {round}: kill -9 node {victim}");
+            cluster.node(victim).kill9();
+        }
         tokio::time::sleep(Duration::from_millis(500 + rng.next(3000))).await;
         tokio::task::block_in_place(|| cluster.restart(victim));
     }

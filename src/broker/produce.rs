@@ -1,5 +1,7 @@
 //! Produce: acks levels, min.insync.replicas, per-partition appends and errors.
 
+use std::collections::BTreeSet;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
@@ -11,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::purgatory::Waiting;
 use super::Broker;
 use crate::log::LogError;
+use crate::metadata::MetadataImage;
 use crate::protocol::errors;
 
 /// Produce v13 (KIP-516) names topics by id instead of by name.
@@ -26,11 +29,31 @@ fn failed(index: i32, e: ResponseError, message: Option<String>) -> PartitionPro
         .with_error_message(message.map(StrBytes::from_string))
 }
 
+/// A failed partition; with NOT_LEADER_OR_FOLLOWER, the current leader as `image` has it
+/// (KIP-951), so the client moves there without a metadata round trip.
+fn failed_with_hint(
+    e: ResponseError,
+    image: &MetadataImage,
+    topic: &str,
+    index: i32,
+    leaders: &mut BTreeSet<i32>,
+) -> PartitionProduceResponse {
+    let resp = failed(index, e, None);
+    match Broker::leader_hint(e, image, topic, index, leaders) {
+        Some((id, epoch)) => resp.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(id)
+                .with_leader_epoch(epoch),
+        ),
+        None => resp,
+    }
+}
+
 impl Broker {
     pub async fn produce(&self, req: ProduceRequest, version: i16) -> ProduceResponse {
         let mut appended = false;
         let image = self.metadata.image();
-        let mut leaders = std::collections::BTreeSet::new();
+        let mut leaders = BTreeSet::new();
         let mut responses = Vec::with_capacity(req.topic_data.len());
         let mut waits = Vec::new();
         for td in req.topic_data {
@@ -67,17 +90,13 @@ impl Broker {
                 let (partition, reg) = match self.leader_partition(&image, &topic.name, index) {
                     Ok(x) => x,
                     Err(e) => {
-                        let mut resp = failed(index, e, None);
-                        if let Some((id, epoch)) =
-                            Self::leader_hint(e, &image, &topic.name, index, &mut leaders)
-                        {
-                            resp = resp.with_current_leader(
-                                LeaderIdAndEpoch::default()
-                                    .with_leader_id(id)
-                                    .with_leader_epoch(epoch),
-                            );
-                        }
-                        parts.push(resp);
+                        parts.push(failed_with_hint(
+                            e,
+                            &image,
+                            &topic.name,
+                            index,
+                            &mut leaders,
+                        ));
                         continue;
                     }
                 };
@@ -149,11 +168,14 @@ impl Broker {
             + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
         for (topic, part, w) in waits {
             if let Err(e) = self.await_replication(&w, deadline).await {
-                let part = &mut responses[topic].partition_responses[part];
-                *part = failed(part.index, e, None);
+                // Leadership moved while it waited: name the new leader as of now.
+                let image = self.metadata.image();
+                let log = &w.partition.log;
+                responses[topic].partition_responses[part] =
+                    failed_with_hint(e, &image, log.topic(), log.partition(), &mut leaders);
             }
         }
-        let node_endpoints = Self::endpoints(&image, &leaders)
+        let node_endpoints = Self::endpoints(&self.metadata.image(), &leaders)
             .into_iter()
             .map(|(id, host, port, rack)| {
                 NodeEndpoint::default()

@@ -15,7 +15,9 @@ use crate::metadata::{BrokerRegistration, TopicError};
 /// How long a registration keeps trying before start-up gives up.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a controlled shutdown waits for the controller.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a broker keeps serving after its leaderships moved in a controlled shutdown.
+pub const LEADERSHIP_HANDOFF: Duration = Duration::from_millis(500);
 
 /// Registers and waits until this node's image holds the registration and the unfencing, so
 /// the broker starts serving with metadata at least that fresh.
@@ -111,11 +113,32 @@ pub async fn heartbeat_loop(
     }
 }
 
-/// Asks to be fenced (leaderships move away), bounded by a few seconds.
-pub async fn controlled_shutdown(cluster: &Cluster, reg: &BrokerRegistration) {
-    if heartbeat(cluster, reg, true).await {
-        tracing::info!("controlled shutdown: fenced, leaderships moved");
-    } else {
+/// Asks to be fenced (leaderships move away), bounded by a few seconds; the metadata offset
+/// at which this node's image shows it fenced, so the broker can act on that image (answer
+/// the appends waiting for followers with NOT_LEADER_OR_FOLLOWER) before it stops serving.
+pub async fn controlled_shutdown(cluster: &Cluster, reg: &BrokerRegistration) -> Option<u64> {
+    if !heartbeat(cluster, reg, true).await {
         tracing::warn!("controlled shutdown: the controller did not answer");
+        return None;
+    }
+    let mut images = cluster.image.clone();
+    let fenced = images.wait_for(|i| {
+        i.brokers
+            .get(&reg.id)
+            .is_some_and(|b| b.incarnation == reg.incarnation && b.fenced)
+    });
+    let offset = match tokio::time::timeout(SHUTDOWN_TIMEOUT, fenced).await {
+        Ok(Ok(image)) => Some(image.offset),
+        _ => None,
+    };
+    match offset {
+        Some(offset) => {
+            tracing::info!("controlled shutdown: fenced, leaderships moved");
+            Some(offset)
+        }
+        None => {
+            tracing::warn!("controlled shutdown: this node's metadata did not show the fencing");
+            None
+        }
     }
 }

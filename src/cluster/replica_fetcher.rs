@@ -107,7 +107,8 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
     loop {
         let image = broker.metadata.image();
         let mut topics: Vec<FetchTopic> = Vec::new();
-        let mut asked: HashMap<(String, i32), (Arc<PartitionLog>, i64)> = HashMap::new();
+        // What each partition was asked with: its log, fetch offset and the leader's epoch.
+        let mut asked: HashMap<(String, i32), (Arc<PartitionLog>, i64, i32)> = HashMap::new();
         for (topic, p, reg) in followed(&image, me).filter(|(_, _, r)| r.leader == leader) {
             let Some(log) = broker.partition_log(topic, p) else {
                 continue;
@@ -120,7 +121,7 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
                 .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
                 .with_log_start_offset(log.log_start_offset())
                 .with_partition_max_bytes(settings.replica_fetch_max_bytes);
-            asked.insert((topic.to_string(), p), (log, offset));
+            asked.insert((topic.to_string(), p), (log, offset, reg.leader_epoch));
             match topics.last_mut().filter(|t| t.topic.0.as_str() == topic) {
                 Some(t) => t.partitions.push(fp),
                 None => {
@@ -162,10 +163,11 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
             };
             let Some(name) = name else { continue };
             for pd in t.partitions {
-                let Some((log, offset)) = asked.get(&(name.clone(), pd.partition_index)) else {
+                let Some((log, offset, epoch)) = asked.get(&(name.clone(), pd.partition_index))
+                else {
                     continue;
                 };
-                if let Err(e) = apply(log, *offset, &pd) {
+                if let Err(e) = apply(log, *offset, *epoch, &pd) {
                     failed += 1;
                     tracing::debug!(topic = %name, partition = pd.partition_index, error = %e, "follower fetch not applied");
                 }
@@ -178,12 +180,13 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
     }
 }
 
-/// Applies one partition of a fetch response to the follower's log.
-fn apply(log: &PartitionLog, offset: i64, pd: &PartitionData) -> anyhow::Result<()> {
+/// Applies one partition of a fetch response, fetched in leader epoch `epoch`, to the
+/// follower's log (which refuses it if this broker has since begun leading a later epoch).
+fn apply(log: &PartitionLog, offset: i64, epoch: i32, pd: &PartitionData) -> anyhow::Result<()> {
     if pd.error_code != 0 {
         let e = ResponseError::try_from_code(pd.error_code);
         if e == Some(ResponseError::OffsetOutOfRange) {
-            return out_of_range(log, offset, pd);
+            return out_of_range(log, offset, epoch, pd);
         }
         anyhow::bail!("leader answered {e:?}");
     }
@@ -206,13 +209,18 @@ fn apply(log: &PartitionLog, offset: i64, pd: &PartitionData) -> anyhow::Result<
             topic = log.topic(),
             partition = log.partition(),
             to,
+            fetched = offset,
+            end = log.log_end_offset(),
+            epoch = ?log.latest_epoch(),
+            leader_epoch = div.epoch,
+            leader_end = div.end_offset,
             "truncating to the leader's log"
         );
-        remove_in_background(log.truncate_to(to)?);
+        remove_in_background(log.truncate_to(to, epoch)?);
         return Ok(());
     }
     if let Some(records) = pd.records.as_ref().filter(|r| !r.is_empty()) {
-        log.append_replicated(records)?;
+        log.append_replicated(records, epoch)?;
     }
     log.set_high_watermark(pd.high_watermark);
     if pd.log_start_offset > log.log_start_offset() {
@@ -226,11 +234,16 @@ fn apply(log: &PartitionLog, offset: i64, pd: &PartitionData) -> anyhow::Result<
 
 /// The leader does not have `offset`: below its log start the follower starts over there;
 /// past its end, the follower's suffix was never committed and goes.
-fn out_of_range(log: &PartitionLog, offset: i64, pd: &PartitionData) -> anyhow::Result<()> {
+fn out_of_range(
+    log: &PartitionLog,
+    offset: i64,
+    epoch: i32,
+    pd: &PartitionData,
+) -> anyhow::Result<()> {
     if pd.log_start_offset >= 0 && offset < pd.log_start_offset {
-        remove_in_background(log.truncate_fully_and_start_at(pd.log_start_offset)?);
+        remove_in_background(log.truncate_fully_and_start_at(pd.log_start_offset, epoch)?);
     } else if pd.high_watermark >= 0 && pd.high_watermark < offset {
-        remove_in_background(log.truncate_to(pd.high_watermark)?);
+        remove_in_background(log.truncate_to(pd.high_watermark, epoch)?);
     }
     Ok(())
 }

@@ -40,6 +40,12 @@ pub enum LogError {
     },
     #[error("no state for producer {0}: its first batch must have sequence 0")]
     UnknownProducerId(i64),
+    /// A follower change made for a fetch in `fetched_in` reached a log that has since begun
+    /// leading a later epoch: it must not land.
+    #[error(
+        "follower data fetched in leader epoch {fetched_in}, but this log leads epoch {current}"
+    )]
+    FencedLeaderEpoch { fetched_in: i32, current: i32 },
     #[error("corrupt file {path}: {reason}")]
     CorruptFile { path: String, reason: String },
 }

@@ -304,10 +304,11 @@ impl PartitionLog {
     /// stay the leader's. The batches must start at this log's end and be contiguous; a
     /// trailing partial batch (a fetch cut at its byte limit) is ignored. Returns the new log
     /// end offset.
-    pub fn append_replicated(&self, records: &[u8]) -> Result<i64, LogError> {
+    pub fn append_replicated(&self, records: &[u8], fetched_in: i32) -> Result<i64, LogError> {
         self.check_dir()?;
         let config = self.config();
         let mut writer = self.lock_writer();
+        Self::check_follower(&writer, fetched_in)?;
         let mut next = self.log_end_offset();
         let mut batches: Vec<(std::ops::Range<usize>, BatchHeader)> = Vec::new();
         let mut at = 0usize;
@@ -376,6 +377,19 @@ impl PartitionLog {
 
     /// Starts `epoch` at the log end (a replica becoming leader), so followers of an older
     /// epoch find where their logs diverge even before the new leader appends anything.
+    /// Follower changes (appends, truncations) are made for a fetch sent in one leader epoch;
+    /// once this log has begun a later epoch as leader (`begin_epoch`), a response that arrives
+    /// late must not append to or truncate the leader's log.
+    fn check_follower(writer: &WriterState, fetched_in: i32) -> Result<(), LogError> {
+        match writer.epochs.latest_epoch() {
+            Some(current) if current > fetched_in => Err(LogError::FencedLeaderEpoch {
+                fetched_in,
+                current,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
         self.check_dir()?;
         let mut writer = self.lock_writer();
@@ -699,10 +713,12 @@ impl PartitionLog {
     }
 
     /// Removes every record at or after `offset` (a follower whose log diverged from the
-    /// leader's). A batch straddling `offset` is removed whole.
-    pub fn truncate_to(&self, offset: i64) -> Result<Vec<PathBuf>, LogError> {
+    /// leader's, as seen by a fetch in leader epoch `fetched_in`). A batch straddling `offset`
+    /// is removed whole.
+    pub fn truncate_to(&self, offset: i64, fetched_in: i32) -> Result<Vec<PathBuf>, LogError> {
         self.check_dir()?;
         let mut writer = self.lock_writer();
+        Self::check_follower(&writer, fetched_in)?;
         if offset >= self.log_end_offset() {
             return Ok(Vec::new());
         }
@@ -775,9 +791,14 @@ impl PartitionLog {
 
     /// Removes every record and starts the log empty at `offset` (a follower that fell behind
     /// the leader's log start offset).
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<Vec<PathBuf>, LogError> {
+    pub fn truncate_fully_and_start_at(
+        &self,
+        offset: i64,
+        fetched_in: i32,
+    ) -> Result<Vec<PathBuf>, LogError> {
         self.check_dir()?;
         let mut writer = self.lock_writer();
+        Self::check_follower(&writer, fetched_in)?;
         let config = self.config();
         let mut removed = Vec::new();
         let mut guard = self.segments.write().unwrap_or_else(|p| p.into_inner());

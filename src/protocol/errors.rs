@@ -17,6 +17,7 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
+        LogError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         LogError::DirectoryFailed(_) | LogError::Io { .. } | LogError::CorruptFile { .. } => {
             ResponseError::KafkaStorageError
         }

@@ -92,6 +92,13 @@ impl Node {
             let _ = c.wait();
         }
     }
+
+    /// SIGTERM: a controlled shutdown (leaderships move before the process exits).
+    pub fn terminate(&mut self) {
+        if let Some(c) = self.child.take() {
+            super::terminate(c);
+        }
+    }
 }
 
 impl Cluster {

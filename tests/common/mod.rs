@@ -54,21 +54,8 @@ impl BrokerProcess {
 
     /// SIGTERM and wait for the orderly shutdown.
     pub fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("broker did not shut down within 20 s of SIGTERM");
+        if let Some(c) = self.child.take() {
+            terminate(c);
         }
     }
 
@@ -114,4 +101,22 @@ fn spawn(data: &Path, extra: &[String], listen: &str) -> (Child, String) {
         std::thread::sleep(Duration::from_millis(100));
     }
     unreachable!()
+}
+
+/// SIGTERM a broker process and wait (20 s at most) for its orderly shutdown.
+pub fn terminate(mut c: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    panic!("broker did not shut down within 20 s of SIGTERM");
 }
