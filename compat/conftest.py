@@ -114,6 +114,11 @@ class ClusterNode:
         self.proc.kill()
         self.proc.wait(timeout=20)
 
+    def terminate(self):
+        """SIGTERM: a controlled shutdown (leaderships move before the process exits)."""
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
 
 class Cluster:
     """Three nodes started together (a quorum needs a majority before any node is ready)."""

@@ -6,7 +6,7 @@ is lost."""
 import subprocess
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ElectionType, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic as KNewTopic
@@ -206,3 +206,41 @@ def test_clients_ride_through_a_leader_kill_with_default_settings(cluster, topic
                        auto_offset_reset="earliest", consumer_timeout_ms=10000)
     assert acked <= {m.value.decode() for m in kc}
     kc.close()
+
+
+def test_preferred_and_unclean_elections_through_the_admin_api(cluster, topic_name):
+    """A broker back from a controlled shutdown leads nothing until ElectLeaders (PREFERRED)
+    gives its partitions back; UNCLEAN and a second PREFERRED find nothing to elect."""
+    bootstrap = ",".join(n.bootstrap for n in cluster.nodes)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic_name, num_partitions=6, replication_factor=3)],
+                        operation_timeout=30)[topic_name].result(timeout=30)
+    assert wait_for(lambda: topic_name in admin.list_topics(timeout=10).topics)
+    node = cluster.nodes[1]
+    node.terminate()
+    node.spawn()
+    node.wait_ready()
+
+    def partitions():
+        return admin.list_topics(topic_name, timeout=10).topics[topic_name].partitions.values()
+
+    # Back in every ISR, but leading none of the partitions it prefers.
+    assert wait_for(lambda: all(len(p.isrs) == 3 for p in partitions()), timeout=60)
+    moved = {p.id for p in partitions() if p.replicas[0] == node.node_id}
+    assert moved and all(p.leader != node.node_id for p in partitions() if p.id in moved)
+
+    result = admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout=30)
+    elected = {tp.partition for tp, err in result.items() if tp.topic == topic_name}
+    assert elected == moved, result
+    assert all(err is None for tp, err in result.items() if tp.topic == topic_name), result
+    assert all(p.leader == p.replicas[0] for p in partitions())
+
+    again = [TopicPartition(topic_name, p) for p in sorted(moved)]
+    for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        result = admin.elect_leaders(election, again).result(timeout=30)
+        assert len(result) == len(again)
+        for tp, err in result.items():
+            assert err is not None and "ELECTION_NOT_NEEDED" in str(err), (election, tp, err)
+    missing = admin.elect_leaders(ElectionType.PREFERRED,
+                                  [TopicPartition(topic_name, 99)]).result(timeout=30)
+    assert "UNKNOWN_TOPIC_OR_PART" in str(list(missing.values())[0])

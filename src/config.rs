@@ -98,6 +98,10 @@ pub struct ClusterConfig {
     pub replica_fetch_response_max_bytes: i32,
     /// `replica.fetch.backoff.ms`: the pause after a failed follower fetch.
     pub replica_fetch_backoff_ms: u64,
+    /// `auto.leader.rebalance.enable`: preferred replicas lead again once back in sync.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often the controller checks.
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 impl Default for ClusterConfig {
@@ -118,6 +122,8 @@ impl Default for ClusterConfig {
             replica_fetch_max_bytes: 1024 * 1024,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             replica_fetch_backoff_ms: 1000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
         }
     }
 }
@@ -368,6 +374,12 @@ impl Config {
             }
             "replica.fetch.backoff.ms" => {
                 self.cluster.replica_fetch_backoff_ms = parse_num(key, v)?
+            }
+            "auto.leader.rebalance.enable" => {
+                self.cluster.auto_leader_rebalance_enable = parse_bool(key, v)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.cluster.leader_imbalance_check_interval_seconds = parse_num(key, v)?
             }
             "log.retention.hours" => self.log.retention_ms = parse_num::<i64>(key, v)? * HOUR_MS,
             "log.retention.minutes" => self.log.retention_ms = parse_num::<i64>(key, v)? * 60_000,
@@ -738,6 +750,18 @@ impl Config {
                 self.cluster.replica_lag_time_max_ms.to_string(),
                 Long,
                 "A follower that has not caught up with the leader for this long leaves the ISR.",
+            ),
+            (
+                "auto.leader.rebalance.enable",
+                self.cluster.auto_leader_rebalance_enable.to_string(),
+                Boolean,
+                "Preferred replicas take their leaderships back once they are in sync again.",
+            ),
+            (
+                "leader.imbalance.check.interval.seconds",
+                self.cluster.leader_imbalance_check_interval_seconds.to_string(),
+                Long,
+                "How often the controller gives leaderships back to preferred replicas.",
             ),
             (
                 "group.initial.rebalance.delay.ms",

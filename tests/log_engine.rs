@@ -426,6 +426,19 @@ fn a_fetch_answered_after_this_log_began_leading_never_lands() {
 }
 
 #[test]
+fn an_epoch_begun_without_appends_goes_when_a_new_leader_diverges_at_the_log_end() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = open(dir.path(), &small_config());
+    let log = m.get_or_create("t", 0, small_config()).expect("create");
+    log.append(encode(2, 1, 1), 3).expect("e3");
+    // Led epoch 5 without writing to it, then another broker leads epoch 6 from offset 2.
+    log.begin_epoch(5).expect("begin");
+    assert_eq!(log.latest_epoch(), Some(5));
+    log.truncate_to(2, 6).expect("truncate");
+    assert_eq!((log.log_end_offset(), log.latest_epoch()), (2, Some(3)));
+}
+
+#[test]
 fn ten_thousand_partitions_stay_within_the_file_budget() {
     let dir = tempfile::tempdir().expect("tmp");
     let m = LogManager::open(dir.path(), 64, |_| LogConfig {

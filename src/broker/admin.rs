@@ -1,6 +1,6 @@
 //! The rest of the Admin API on one broker: CreatePartitions, DeleteRecords, DescribeCluster,
-//! DescribeTopicPartitions (KIP-966), DescribeLogDirs, ElectLeaders and
-//! ListPartitionReassignments (answered as a single broker that always leads).
+//! DescribeTopicPartitions (KIP-966), DescribeLogDirs, ElectLeaders (forwarded to the controller)
+//! and ListPartitionReassignments (nothing is ever being reassigned yet).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -18,9 +18,9 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{broker_ids, topic_name, Broker};
-use crate::cluster::rpc::ControllerRequest;
-use crate::metadata::PartitionRegistration;
+use super::{broker_ids, topic_name, Broker, ADMIN_TIMEOUT};
+use crate::cluster::rpc::{ControllerReply, ControllerRequest};
+use crate::metadata::TopicError;
 use crate::protocol::errors;
 
 /// Kafka's "authorized operations not requested" marker.
@@ -28,6 +28,18 @@ const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
+}
+
+/// The same error for every partition asked (none asked: nothing to report).
+fn failed_everywhere(
+    asked: Option<Vec<(String, i32)>>,
+    e: &TopicError,
+) -> Vec<(String, i32, Option<TopicError>)> {
+    asked
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(t, p)| (t, p, Some(e.clone())))
+        .collect()
 }
 
 impl Broker {
@@ -266,45 +278,63 @@ impl Broker {
             .with_usable_bytes(-1)])
     }
 
-    pub fn elect_leaders(&self, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
-        // Partitions are led by their preferred replica, or by nobody while it is fenced: without
-        // replication no other replica holds the data.
-        let image = self.metadata.image();
-        let results = req
-            .topic_partitions
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| {
-                let partition_result = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let (e, msg) = match image.partition(&t.topic, *p) {
-                            Some(r) if r.leader == PartitionRegistration::NO_LEADER => (
-                                ResponseError::EligibleLeadersNotAvailable,
-                                "No in-sync replica is alive to lead the partition.",
-                            ),
-                            Some(_) => (
-                                ResponseError::ElectionNotNeeded,
-                                "Leader election not needed for topic partition.",
-                            ),
-                            _ => (
-                                ResponseError::UnknownTopicOrPartition,
-                                "The partition does not exist.",
-                            ),
-                        };
-                        PartitionResult::default()
-                            .with_partition_id(*p)
-                            .with_error_code(e.code())
-                            .with_error_message(Some(s(msg)))
-                    })
-                    .collect();
-                ReplicaElectionResult::default()
-                    .with_topic(t.topic)
-                    .with_partition_result(partition_result)
-            })
-            .collect();
-        let _ = version;
+    /// ElectLeaders, forwarded to the controller: PREFERRED (0) gives each partition back to
+    /// its first replica if that one is alive and in sync; UNCLEAN (1) gives an offline
+    /// partition any live replica. Answers once this broker's metadata shows the elections.
+    pub async fn elect_leaders(
+        &self,
+        req: ElectLeadersRequest,
+        version: i16,
+    ) -> ElectLeadersResponse {
+        let unclean = version >= 1 && req.election_type == 1;
+        let asked = req.topic_partitions.map(|topics| {
+            topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p)))
+                .collect::<Vec<_>>()
+        });
+        let reply = self
+            .cluster
+            .call(
+                ControllerRequest::ElectLeaders {
+                    unclean,
+                    partitions: asked.clone(),
+                },
+                ADMIN_TIMEOUT,
+            )
+            .await;
+        let outcomes = match reply {
+            Ok(ControllerReply::Elections { results, offset }) => {
+                match self.wait_published(offset).await {
+                    Ok(()) => results,
+                    Err(e) => failed_everywhere(asked, &e),
+                }
+            }
+            Ok(ControllerReply::Failed(e)) => failed_everywhere(asked, &e),
+            Ok(other) => failed_everywhere(
+                asked,
+                &TopicError::NotController(format!("unexpected controller answer {other:?}")),
+            ),
+            Err(e) => failed_everywhere(asked, &e),
+        };
+        let mut results: Vec<ReplicaElectionResult> = Vec::new();
+        for (topic, partition, error) in outcomes {
+            let r = PartitionResult::default().with_partition_id(partition);
+            let r = match error {
+                None => r,
+                Some(e) => r
+                    .with_error_code(errors::topic_error(&e).code())
+                    .with_error_message(Some(s(&e.to_string()))),
+            };
+            match results.last_mut().filter(|t| t.topic.as_str() == topic) {
+                Some(t) => t.partition_result.push(r),
+                None => results.push(
+                    ReplicaElectionResult::default()
+                        .with_topic(topic_name(&topic))
+                        .with_partition_result(vec![r]),
+                ),
+            }
+        }
         ElectLeadersResponse::default().with_replica_election_results(results)
     }
 

@@ -31,6 +31,8 @@ pub struct ControllerSettings {
     pub default_replication_factor: i16,
     /// `broker.session.timeout.ms`.
     pub session_timeout: Duration,
+    /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`.
+    pub leader_imbalance_check: Option<Duration>,
 }
 
 pub struct Controller {
@@ -42,6 +44,8 @@ pub struct Controller {
     /// Heartbeats (and registrations) this controller received: the term it leads, when it
     /// began leading it, and when each broker was last heard from in it.
     last_seen: Mutex<(u64, Instant, HashMap<i32, Instant>)>,
+    /// When the automatic leader rebalance last ran.
+    last_balance: Mutex<Instant>,
 }
 
 /// Replica lists for `partitions` new partitions over the live brokers, `rf` each: broker
@@ -92,6 +96,7 @@ impl Controller {
             log,
             image,
             last_seen: Mutex::new((0, Instant::now(), HashMap::new())),
+            last_balance: Mutex::new(Instant::now()),
         }
     }
 
@@ -282,6 +287,10 @@ impl Controller {
                 })
                 .await
             }
+            ControllerRequest::ElectLeaders {
+                unclean,
+                partitions,
+            } => self.elect_leaders(&image, unclean, partitions).await,
             ControllerRequest::DescribeQuorum => self.quorum(),
             ControllerRequest::FetchMetadata { after } => {
                 // Only what this leader has applied is known to be committed.
@@ -560,6 +569,7 @@ impl Controller {
             let _ = self.write(MetadataRecord::FenceBroker { id }).await;
         }
         self.elect_unclean(&image).await;
+        self.balance_leaders().await;
     }
 
     /// Offline partitions of topics with `unclean.leader.election.enable=true` get any live
@@ -574,29 +584,147 @@ impl Controller {
         let mut elections = Vec::new();
         for t in unclean {
             for (p, reg) in t.partitions.iter().enumerate() {
-                if reg.leader != PartitionRegistration::NO_LEADER {
-                    continue;
-                }
-                if let Some(leader) = reg
-                    .replicas
-                    .iter()
-                    .find(|r| image.live_broker(**r).is_some())
-                {
-                    elections.push((t.name.clone(), p as i32, *leader, reg.isr.clone()));
+                if reg.leader == PartitionRegistration::NO_LEADER {
+                    if let Ok(record) = election(image, &t.name, p as i32, reg, true) {
+                        elections.push(record);
+                    }
                 }
             }
         }
-        for (topic, partition, leader, isr) in elections {
-            tracing::error!(%topic, partition, leader, lost_isr = ?isr, "UNCLEAN leader election: records only the old ISR held are lost");
-            let _ = self
-                .write(MetadataRecord::UncleanLeader {
-                    topic,
-                    partition,
-                    leader,
-                })
-                .await;
+        for record in elections {
+            let _ = self.write(record).await;
         }
     }
+
+    /// The automatic leader rebalance (`auto.leader.rebalance.enable`): every
+    /// `leader.imbalance.check.interval.seconds`, each partition whose preferred replica is
+    /// alive, in sync and not leading gets it back as leader.
+    async fn balance_leaders(&self) {
+        let Some(every) = self.settings.leader_imbalance_check else {
+            return;
+        };
+        {
+            let mut last = self.last_balance.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < every {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let image = self.image.borrow().clone();
+        let records: Vec<MetadataRecord> = image
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(p, reg)| election(&image, &t.name, p as i32, reg, false).ok())
+            })
+            .collect();
+        if !records.is_empty() {
+            tracing::info!(
+                partitions = records.len(),
+                "leader rebalance: preferred replicas lead again"
+            );
+        }
+        for record in records {
+            let _ = self.write(record).await;
+        }
+    }
+
+    /// ElectLeaders: one election per partition asked (every partition when `None`, then
+    /// answering only those an election was needed for, as Kafka does).
+    async fn elect_leaders(
+        &self,
+        image: &MetadataImage,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> ControllerReply {
+        let all = partitions.is_none();
+        let asked = partitions.unwrap_or_else(|| {
+            image
+                .topics
+                .values()
+                .flat_map(|t| (0..t.partition_count()).map(|p| (t.name.clone(), p)))
+                .collect()
+        });
+        let mut results = Vec::with_capacity(asked.len());
+        let mut offset = image.offset;
+        for (topic, partition) in asked {
+            let outcome = match image.partition(&topic, partition) {
+                None => Err(TopicError::Unknown(topic.clone())),
+                Some(reg) => match election(image, &topic, partition, reg, unclean) {
+                    Ok(record) => match self.write_done(record).await {
+                        ControllerReply::Done { offset: at } => {
+                            offset = offset.max(at);
+                            Ok(())
+                        }
+                        ControllerReply::Failed(e) => Err(e),
+                        other => return other,
+                    },
+                    Err(e) => Err(e),
+                },
+            };
+            if all && matches!(outcome, Err(TopicError::ElectionNotNeeded)) {
+                continue;
+            }
+            results.push((topic, partition, outcome.err()));
+        }
+        ControllerReply::Elections { results, offset }
+    }
+}
+
+/// The record electing a leader for one partition, or why there is none to elect. Preferred:
+/// the first replica, if it is alive and in sync and not leading already. Unclean: only for a
+/// partition without a leader, a live ISR member if there is one, else any live replica (then
+/// the records only the old ISR held are lost, which is logged loudly).
+fn election(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    reg: &PartitionRegistration,
+    unclean: bool,
+) -> Result<MetadataRecord, TopicError> {
+    let live = |r: &&i32| image.live_broker(**r).is_some();
+    let clean = |leader: i32| MetadataRecord::ElectLeader {
+        topic: topic.to_string(),
+        partition,
+        partition_epoch: reg.partition_epoch,
+        leader,
+    };
+    if unclean {
+        if reg.leader != PartitionRegistration::NO_LEADER {
+            return Err(TopicError::ElectionNotNeeded);
+        }
+        if let Some(r) = reg.isr.iter().find(live) {
+            return Ok(clean(*r));
+        }
+        let Some(leader) = reg.replicas.iter().find(live).copied() else {
+            return Err(TopicError::EligibleLeadersNotAvailable(format!(
+                "No replica of {topic}-{partition} is alive to lead it."
+            )));
+        };
+        tracing::error!(%topic, partition, leader, lost_isr = ?reg.isr, "UNCLEAN leader election: records only the old ISR held are lost");
+        return Ok(MetadataRecord::UncleanLeader {
+            topic: topic.to_string(),
+            partition,
+            leader,
+        });
+    }
+    let preferred = reg
+        .replicas
+        .first()
+        .copied()
+        .unwrap_or(PartitionRegistration::NO_LEADER);
+    if reg.leader == preferred {
+        return Err(TopicError::ElectionNotNeeded);
+    }
+    if !reg.isr.contains(&preferred) || image.live_broker(preferred).is_none() {
+        return Err(TopicError::PreferredLeaderNotAvailable(format!(
+            "Failed to elect leader for partition {topic}-{partition}: preferred replica {preferred} is not alive and in sync."
+        )));
+    }
+    Ok(clean(preferred))
 }
 
 #[cfg(test)]

@@ -94,6 +94,12 @@ pub enum ControllerRequest {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// ElectLeaders: the preferred replica (or, `unclean`, any live replica of an offline
+    /// partition) takes over; `None`: every partition.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// The quorum as its leader sees it (DescribeQuorum).
     DescribeQuorum,
     /// A broker-only node's pull of the committed metadata log after `after` (KRaft brokers
@@ -138,6 +144,11 @@ pub enum ControllerReply {
         fenced: bool,
     },
     Quorum(QuorumState),
+    /// Each partition's election: elected (None) or why not. Visible at or past `offset`.
+    Elections {
+        results: Vec<(String, i32, Option<TopicError>)>,
+        offset: u64,
+    },
     /// validate_only CreateTopics: the replicas each partition would get.
     Validated {
         replicas: Vec<Vec<i32>>,

@@ -720,6 +720,10 @@ impl PartitionLog {
         let mut writer = self.lock_writer();
         Self::check_follower(&writer, fetched_in)?;
         if offset >= self.log_end_offset() {
+            // An epoch this broker began as leader without appending to it ends at the log
+            // end: it goes, or every fetch would report it and diverge again (as Kafka does).
+            let r = writer.epochs.truncate_from_end(self.log_end_offset());
+            self.fail_on_io(r)?;
             return Ok(Vec::new());
         }
         let config = self.config();

@@ -155,6 +155,22 @@ impl MetadataImage {
                 p.isr = isr;
                 p.partition_epoch += 1;
             }
+            MetadataRecord::ElectLeader {
+                topic,
+                partition,
+                partition_epoch,
+                leader,
+            } => {
+                let Some(p) = self.partition_mut(&topic, partition) else {
+                    return Applied::Rejected(Rejection::UnknownTopic(topic));
+                };
+                if p.partition_epoch != partition_epoch || !p.isr.contains(&leader) {
+                    return Applied::Rejected(Rejection::StaleEpoch);
+                }
+                p.leader = leader;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
             MetadataRecord::UncleanLeader {
                 topic,
                 partition,
@@ -370,6 +386,30 @@ mod tests {
         );
         // Only an offline partition is elected this way.
         assert_eq!(i.apply(elect, &d), Applied::Rejected(Rejection::StaleEpoch));
+    }
+
+    #[test]
+    fn a_clean_election_needs_the_current_partition_epoch_and_an_isr_member() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        i.apply(MetadataRecord::FenceBroker { id: 1 }, &d);
+        i.apply(MetadataRecord::UnfenceBroker { id: 1 }, &d);
+        let p0 = i.partition("t", 0).expect("p0").clone();
+        assert_eq!((p0.leader, p0.isr.clone()), (2, vec![2, 3]));
+        let elect = |leader, partition_epoch| MetadataRecord::ElectLeader {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch,
+            leader,
+        };
+        // Broker 1 left the ISR when fenced: it cannot lead until it rejoins.
+        let out = i.apply(elect(1, p0.partition_epoch), &d);
+        assert_eq!(out, Applied::Rejected(Rejection::StaleEpoch));
+        let stale = i.apply(elect(3, p0.partition_epoch - 1), &d);
+        assert_eq!(stale, Applied::Rejected(Rejection::StaleEpoch));
+        assert_eq!(i.apply(elect(3, p0.partition_epoch), &d), Applied::Done);
+        let p0 = i.partition("t", 0).expect("p0").clone();
+        assert_eq!((p0.leader, p0.leader_epoch), (3, 2));
     }
 
     #[test]

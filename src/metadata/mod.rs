@@ -72,6 +72,12 @@ pub enum TopicError {
     /// A partition change asked at a leader or partition epoch that is no longer current.
     #[error("{0}")]
     StaleEpoch(String),
+    #[error("Leader election not needed for topic partition.")]
+    ElectionNotNeeded,
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
 }
 
 impl From<LogError> for TopicError {

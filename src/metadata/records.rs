@@ -95,6 +95,14 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A clean election (ElectLeaders PREFERRED, the automatic leader rebalance): an ISR
+    /// member takes over leadership, if the partition is still at the epoch the controller saw.
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        partition_epoch: i32,
+        leader: i32,
+    },
     /// An offline partition of a topic with `unclean.leader.election.enable` gets a leader from
     /// outside its ISR, which becomes the whole ISR.
     UncleanLeader {

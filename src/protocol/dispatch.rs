@@ -167,7 +167,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
             ResponseKind::DescribeLogDirs(broker.describe_log_dirs(r, version))
         }
         RequestKind::ElectLeaders(r) => {
-            ResponseKind::ElectLeaders(broker.elect_leaders(r, version))
+            ResponseKind::ElectLeaders(broker.elect_leaders(r, version).await)
         }
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
             broker.list_partition_reassignments(r, version),

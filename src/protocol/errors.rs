@@ -39,6 +39,9 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
         TopicError::DuplicateBroker(_) => ResponseError::DuplicateBrokerRegistration,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
         TopicError::StaleEpoch(_) => ResponseError::FencedLeaderEpoch,
+        TopicError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        TopicError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+        TopicError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
     }
 }
 
