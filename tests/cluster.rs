@@ -371,6 +371,14 @@ async fn controllers_and_brokers_on_separate_nodes() {
         .expect("metadata");
     let b4 = md.brokers().iter().find(|b| b.id() == 4).expect("broker 4");
     assert_eq!(format!("127.0.0.1:{}", b4.port()), four);
+
+    // The quorum leader killed: a client bootstrapping during the election is told a broker
+    // as controller (librdkafka told -1 waited for one until it timed out), and the topic it
+    // creates through a broker-only node lands once a new leader is elected.
+    let leader = leader.expect("quorum leader");
+    cluster.node(leader).kill9();
+    create(&five, "after-election", 3, &[]).await;
+    assert_eq!(layout(&five, "after-election").len(), 3);
 }
 
 /// The quorum leader as `runnel cluster status --json` reports it through a broker.

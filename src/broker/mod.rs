@@ -190,12 +190,13 @@ impl Broker {
 
     /// The controller as clients are told it: the active controller when it is also a live
     /// broker, else this broker (clients send controller requests there and any broker
-    /// forwards them, as KRaft brokers do); -1 while the quorum has no leader.
+    /// forwards them, as KRaft brokers do). Never -1, also while the quorum elects a leader:
+    /// librdkafka's admin client told -1 waits for a controller until its request times out,
+    /// and a forwarded request waits for the election anyway.
     pub fn controller_id(&self) -> BrokerId {
         match self.cluster.leader() {
-            None => BrokerId(-1),
             Some(l) if self.metadata.image().live_broker(l as i32).is_some() => BrokerId(l as i32),
-            Some(_) => self.node_id(),
+            _ => self.node_id(),
         }
     }
 
