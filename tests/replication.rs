@@ -432,6 +432,13 @@ async fn min_insync_replicas_and_offline_partitions() {
         "acks=all with ISR 1 < min.insync.replicas 2: NOT_ENOUGH_REPLICAS"
     );
     assert!(send(&one, "1").await.is_ok(), "acks=1 still works");
+    let d = describe(&addr1, "pair", &["--under-replicated"]);
+    let p0 = &d["partitions"][0];
+    assert_eq!(p0["status"], "under-replicated", "{d}");
+    assert!(
+        p0["follower_lag"]["3"].is_null(),
+        "a dead follower's lag is unknown: {d}"
+    );
 
     step("// The follower returns");
     // The follower returns, catches up and rejoins; acks=all works again.
@@ -440,6 +447,10 @@ async fn min_insync_replicas_and_offline_partitions() {
     assert!(rejoined, "follower did not rejoin the ISR");
     eprintln!("follower rejoined the ISR in {took:?}");
     assert!(send(&all, "2").await.is_ok(), "acks=all after the rejoin");
+    let d = describe(&addr1, "pair", &[]);
+    assert_eq!(d["partitions"][0]["follower_lag"]["3"], 0, "{d}");
+    let d = describe(&addr1, "pair", &["--under-replicated"]);
+    assert_eq!(d["partitions"].as_array().map(Vec::len), Some(0), "{d}");
 
     step("// Every ISR member down");
     // Every ISR member down: offline (no leader), not served by anyone.
@@ -480,6 +491,17 @@ fn metadata_partition(addr: &str, topic: &str) -> Option<(i32, Vec<i32>)> {
         .ok()?;
     let p = md.topics().first()?.partitions().first()?;
     Some((p.leader(), p.isr().to_vec()))
+}
+
+/// `runnel topics describe TOPIC --json` through `addr`, with `extra` flags.
+fn describe(addr: &str, topic: &str, extra: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["topics", "describe", topic, "--json", "-b", addr])
+        .args(extra)
+        .output()
+        .expect("runnel topics describe");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Each partition of `topic` as (leader, replicas, ISR).

@@ -249,6 +249,23 @@ impl Broker {
             .map(|(p, reg)| (p.log.clone(), reg))
     }
 
+    /// This broker's replica of a partition, leader or follower (debugging reads).
+    pub fn replica_log<'i>(
+        &self,
+        image: &'i MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<PartitionLog>, &'i PartitionRegistration), ResponseError> {
+        let reg = image
+            .partition(topic, partition)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let log = self
+            .partition_log(topic, partition)
+            .filter(|_| reg.replicas.contains(&self.config.node_id))
+            .ok_or(ResponseError::NotLeaderOrFollower)?;
+        Ok((log, reg))
+    }
+
     /// KIP-951: with NOT_LEADER_OR_FOLLOWER, the partition's current leader and epoch, so a
     /// client can go there without a metadata round trip (its endpoint joins `leaders`).
     pub fn leader_hint(

@@ -1,5 +1,7 @@
 //! `runnel topics ...`, `runnel configs ...` and `runnel offsets`.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::table;
@@ -82,6 +84,30 @@ pub async fn describe(
             .and_then(|r| r.as_ref().ok())
             .map(|(o, _)| *o)
     };
+    let ends = admin::replica_log_ends(bootstrap, &keys).await?;
+    // Each follower's lag: how many offsets its log ends behind the leader's.
+    let lags = |p: i32, leader: i32| -> BTreeMap<i32, Option<i64>> {
+        let Some(by_replica) = ends.get(&(t.name.clone(), p)) else {
+            return BTreeMap::new();
+        };
+        let leader_end = by_replica.get(&leader).and_then(|r| r.as_ref().ok());
+        by_replica
+            .iter()
+            .filter(|(r, _)| **r != leader)
+            .map(|(r, end)| {
+                let lag = match (leader_end, end) {
+                    (Some(l), Ok(e)) => Some((l - e).max(0)),
+                    _ => None,
+                };
+                (*r, lag)
+            })
+            .collect()
+    };
+    // The largest follower lag, or "-" when some follower could not be asked.
+    let max_lag = |p: i32, leader: i32| -> Option<i64> {
+        let l = lags(p, leader);
+        l.values().try_fold(0i64, |m, lag| lag.map(|x| m.max(x)))
+    };
     let shown: Vec<_> = t
         .partitions
         .iter()
@@ -95,8 +121,13 @@ pub async fn describe(
         let partitions: Vec<_> = shown
             .iter()
             .map(|(p, l, r, i)| {
+                let lag: BTreeMap<String, Option<i64>> = lags(*p, *l)
+                    .into_iter()
+                    .map(|(r, lag)| (r.to_string(), lag))
+                    .collect();
                 json!({"partition": p, "leader": l, "replicas": r, "isr": i,
-                       "high_watermark": hw(*p), "status": partition_status(*l, r, i)})
+                       "high_watermark": hw(*p), "follower_lag": lag,
+                       "status": partition_status(*l, r, i)})
             })
             .collect();
         table::print_json(&json!({
@@ -128,6 +159,7 @@ pub async fn describe(
                 ids(r),
                 ids(i),
                 table::dash(hw(*p)),
+                table::dash(max_lag(*p, *l)),
                 partition_status(*l, r, i).to_string(),
             ]
         })
@@ -139,6 +171,7 @@ pub async fn describe(
             "REPLICAS",
             "ISR",
             "HIGH-WATERMARK",
+            "MAX-LAG",
             "STATUS",
         ],
         &rows,

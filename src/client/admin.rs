@@ -219,18 +219,15 @@ pub async fn describe_group(bootstrap: &str, group: &str) -> anyhow::Result<Grou
     })
 }
 
-/// ListOffsets for `partitions` at `timestamp` (-2 earliest, -1 latest: the high watermark),
-/// each asked of its partition's leader as Metadata names it: (offset, timestamp) or the
-/// error that partition got.
-pub async fn list_offsets(
-    bootstrap: &str,
-    partitions: &[(String, i32)],
-    timestamp: i64,
-) -> anyhow::Result<BTreeMap<(String, i32), Result<(i64, i64), String>>> {
-    let mut out = BTreeMap::new();
-    if partitions.is_empty() {
-        return Ok(out);
-    }
+/// Where each partition's replicas are, as Metadata names them.
+struct Placement {
+    /// Broker id → `host:port`.
+    brokers: BTreeMap<i32, String>,
+    /// (topic, partition) → (leader, replicas).
+    partitions: BTreeMap<(String, i32), (i32, Vec<i32>)>,
+}
+
+async fn placement(bootstrap: &str, partitions: &[(String, i32)]) -> anyhow::Result<Placement> {
     let mut conn = Connection::connect(bootstrap).await?;
     let mut topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
     topics.dedup();
@@ -249,65 +246,64 @@ pub async fn list_offsets(
                 .with_allow_auto_topic_creation(false),
         )
         .await?;
-    let brokers: BTreeMap<i32, String> = md
-        .brokers
-        .iter()
-        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
-        .collect();
-    let leaders: BTreeMap<(String, i32), i32> = md
-        .topics
-        .iter()
-        .flat_map(|t| {
-            let name = t.name.as_ref().map_or_else(String::new, |n| n.to_string());
-            t.partitions
-                .iter()
-                .map(move |p| ((name.clone(), p.partition_index), p.leader_id.0))
-        })
-        .collect();
-    let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
-    for (t, p) in partitions {
-        match leaders
-            .get(&(t.clone(), *p))
-            .filter(|l| brokers.contains_key(l))
-        {
-            Some(l) => by_leader
-                .entry(*l)
-                .or_default()
-                .entry(t)
-                .or_default()
-                .push(*p),
-            None => {
-                out.insert((t.clone(), *p), Err("no leader".to_string()));
-            }
-        }
-    }
-    for (leader, topics) in by_leader {
-        let asked: Vec<(String, i32)> = topics
+    Ok(Placement {
+        brokers: md
+            .brokers
             .iter()
-            .flat_map(|(t, ps)| ps.iter().map(|p| (t.to_string(), *p)))
-            .collect();
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+            .collect(),
+        partitions: md
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let name = t.name.as_ref().map_or_else(String::new, |n| n.to_string());
+                t.partitions.iter().map(move |p| {
+                    let replicas = p.replica_nodes.iter().map(|r| r.0).collect();
+                    ((name.clone(), p.partition_index), (p.leader_id.0, replicas))
+                })
+            })
+            .collect(),
+    })
+}
+
+/// One ListOffsets per broker for the partitions asked of it, as `replica_id` (-1 a consumer,
+/// -2 Kafka's debugging id, which any replica answers with its own log): (offset, timestamp)
+/// or the error, per partition; an unreachable broker fails its partitions only.
+async fn list_offsets_at(
+    placement: &Placement,
+    asked: BTreeMap<i32, Vec<(String, i32)>>,
+    replica_id: i32,
+    timestamp: i64,
+) -> BTreeMap<(i32, String, i32), Result<(i64, i64), String>> {
+    let mut out = BTreeMap::new();
+    for (broker, partitions) in asked {
+        let Some(addr) = placement.brokers.get(&broker) else {
+            for (t, p) in partitions {
+                out.insert((broker, t, p), Err(format!("broker {broker} is not live")));
+            }
+            continue;
+        };
+        let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+        for (t, p) in &partitions {
+            topics.entry(t).or_default().push(
+                ListOffsetsPartition::default()
+                    .with_partition_index(*p)
+                    .with_timestamp(timestamp),
+            );
+        }
         let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
+            .with_replica_id(BrokerId(replica_id))
             .with_topics(
                 topics
                     .into_iter()
                     .map(|(t, ps)| {
                         ListOffsetsTopic::default()
                             .with_name(TopicName(s(t)))
-                            .with_partitions(
-                                ps.into_iter()
-                                    .map(|p| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(p)
-                                            .with_timestamp(timestamp)
-                                    })
-                                    .collect(),
-                            )
+                            .with_partitions(ps)
                     })
                     .collect(),
             );
-        // An unreachable leader fails its partitions, not the whole answer.
-        let answer = match Connection::connect(&brokers[&leader]).await {
+        let answer = match Connection::connect(addr).await {
             Ok(mut c) => c.send(req).await,
             Err(e) => Err(e),
         };
@@ -319,16 +315,71 @@ pub async fn list_offsets(
                             0 => Ok((p.offset, p.timestamp)),
                             code => Err(error_name(code)),
                         };
-                        out.insert((t.name.to_string(), p.partition_index), found);
+                        out.insert((broker, t.name.to_string(), p.partition_index), found);
                     }
                 }
             }
             Err(e) => {
-                for k in asked {
-                    out.insert(k, Err(format!("broker {leader}: {e}")));
+                for (t, p) in partitions {
+                    out.insert((broker, t, p), Err(format!("broker {broker}: {e}")));
                 }
             }
         }
+    }
+    out
+}
+
+/// ListOffsets for `partitions` at `timestamp` (-2 earliest, -1 latest: the high watermark),
+/// each asked of its partition's leader as Metadata names it: (offset, timestamp) or the
+/// error that partition got.
+pub async fn list_offsets(
+    bootstrap: &str,
+    partitions: &[(String, i32)],
+    timestamp: i64,
+) -> anyhow::Result<BTreeMap<(String, i32), Result<(i64, i64), String>>> {
+    let mut out = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(out);
+    }
+    let placement = placement(bootstrap, partitions).await?;
+    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    for key in partitions {
+        match placement.partitions.get(key).map(|(l, _)| *l) {
+            Some(l) if placement.brokers.contains_key(&l) => {
+                by_leader.entry(l).or_default().push(key.clone())
+            }
+            _ => {
+                out.insert(key.clone(), Err("no leader".to_string()));
+            }
+        }
+    }
+    for ((_, t, p), found) in list_offsets_at(&placement, by_leader, -1, timestamp).await {
+        out.insert((t, p), found);
+    }
+    Ok(out)
+}
+
+/// Each replica's own log end offset, asked of the replica itself (ListOffsets latest with
+/// Kafka's debugging replica id): (topic, partition) → broker → log end or error.
+pub async fn replica_log_ends(
+    bootstrap: &str,
+    partitions: &[(String, i32)],
+) -> anyhow::Result<BTreeMap<(String, i32), BTreeMap<i32, Result<i64, String>>>> {
+    let mut out: BTreeMap<(String, i32), BTreeMap<i32, Result<i64, String>>> = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(out);
+    }
+    let placement = placement(bootstrap, partitions).await?;
+    let mut by_replica: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    for key in partitions {
+        for r in placement.partitions.get(key).map_or(&[][..], |(_, r)| r) {
+            by_replica.entry(*r).or_default().push(key.clone());
+        }
+    }
+    for ((broker, t, p), found) in list_offsets_at(&placement, by_replica, -2, -1).await {
+        out.entry((t, p))
+            .or_default()
+            .insert(broker, found.map(|(o, _)| o));
     }
     Ok(out)
 }
