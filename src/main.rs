@@ -6,6 +6,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
+/// `println!` for the client subcommands' output: a reader that went away (`| head`) ends
+/// the command quietly instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 
 use std::time::Duration;
@@ -373,7 +381,7 @@ async fn topics(command: TopicsCommand) -> anyhow::Result<()> {
                 &configs,
             )
             .await?;
-            println!("Created topic {topic}");
+            out!("Created topic {topic}");
             Ok(())
         }
         TopicsCommand::Describe {
@@ -395,12 +403,12 @@ async fn topics(command: TopicsCommand) -> anyhow::Result<()> {
             partitions,
         } => {
             admin::add_partitions(&server.bootstrap, &topic, partitions).await?;
-            println!("Topic {topic} now has {partitions} partitions");
+            out!("Topic {topic} now has {partitions} partitions");
             Ok(())
         }
         TopicsCommand::Delete { server, topic } => {
             admin::delete_topic(&server.bootstrap, &topic).await?;
-            println!("Deleted topic {topic}");
+            out!("Deleted topic {topic}");
             Ok(())
         }
     }
@@ -427,7 +435,7 @@ async fn configs(command: ConfigsCommand) -> anyhow::Result<()> {
         } => {
             let set = cli::topics::parse_pairs(&pairs)?;
             admin::alter_topic_configs(&server.bootstrap, &topic, &set, &[]).await?;
-            println!("Updated {} config(s) of topic {topic}", set.len());
+            out!("Updated {} config(s) of topic {topic}", set.len());
             Ok(())
         }
         ConfigsCommand::Delete {
@@ -436,7 +444,7 @@ async fn configs(command: ConfigsCommand) -> anyhow::Result<()> {
             keys,
         } => {
             admin::alter_topic_configs(&server.bootstrap, &topic, &[], &keys).await?;
-            println!("Removed {} override(s) of topic {topic}", keys.len());
+            out!("Removed {} override(s) of topic {topic}", keys.len());
             Ok(())
         }
     }

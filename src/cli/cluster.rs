@@ -30,13 +30,13 @@ pub async fn status(bootstrap: &str, as_json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let ids: Vec<String> = q.voters.iter().map(|(id, _, _)| id.to_string()).collect();
-    println!("ClusterId:       {}", q.cluster_id);
-    println!("LeaderId:        {}", q.leader);
-    println!("LeaderEpoch:     {}", q.epoch);
-    println!("HighWatermark:   {}", q.high_watermark);
-    println!("MaxFollowerLag:  {max_lag}");
-    println!("CurrentVoters:   [{}]", ids.join(","));
-    println!();
+    out!("ClusterId:       {}", q.cluster_id);
+    out!("LeaderId:        {}", q.leader);
+    out!("LeaderEpoch:     {}", q.epoch);
+    out!("HighWatermark:   {}", q.high_watermark);
+    out!("MaxFollowerLag:  {max_lag}");
+    out!("CurrentVoters:   [{}]", ids.join(","));
+    out!("");
     let rows: Vec<Vec<String>> = q
         .voters
         .iter()

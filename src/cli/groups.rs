@@ -45,7 +45,7 @@ pub async fn describe(bootstrap: &str, group: &str, as_json: bool) -> anyhow::Re
         }));
         return Ok(());
     }
-    println!(
+    out!(
         "Group {} is {} ({} member{}, protocol {}{})",
         d.id,
         d.state,
@@ -100,6 +100,6 @@ pub async fn describe(bootstrap: &str, group: &str, as_json: bool) -> anyhow::Re
 
 pub async fn delete(bootstrap: &str, group: &str) -> anyhow::Result<()> {
     admin::delete_group(bootstrap, group).await?;
-    println!("Deleted group {group}");
+    out!("Deleted group {group}");
     Ok(())
 }

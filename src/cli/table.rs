@@ -18,14 +18,14 @@ pub fn print(header: &[&str], rows: &[Vec<String>]) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(header.to_vec()));
+    out!("{}", line(header.to_vec()));
     for r in rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
+        out!("{}", line(r.iter().map(String::as_str).collect()));
     }
 }
 
 pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 pub fn dash(v: Option<i64>) -> String {

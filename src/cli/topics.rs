@@ -136,7 +136,7 @@ pub async fn describe(
         }));
         return Ok(());
     }
-    println!(
+    out!(
         "Topic {} (id {}{}) has {} partition{}",
         t.name,
         t.id,
@@ -176,7 +176,7 @@ pub async fn describe(
         ],
         &rows,
     );
-    println!();
+    out!("");
     print_configs(&t.configs);
     Ok(())
 }
