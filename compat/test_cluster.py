@@ -11,6 +11,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic as KNewTopic
 
+from conftest import BIN
+
 
 def wait_for(check, timeout=20):
     deadline = time.time() + timeout
@@ -244,3 +246,22 @@ def test_preferred_and_unclean_elections_through_the_admin_api(cluster, topic_na
     missing = admin.elect_leaders(ElectionType.PREFERRED,
                                   [TopicPartition(topic_name, 99)]).result(timeout=30)
     assert "UNKNOWN_TOPIC_OR_PART" in str(list(missing.values())[0])
+
+
+def test_runnel_consume_reads_every_leader_through_one_bootstrap(cluster, topic_name):
+    """`runnel consume` (alone and in a group) fetches each partition from its leader, so one
+    bootstrap broker is enough to read a topic spread over three."""
+    bootstrap = ",".join(n.bootstrap for n in cluster.nodes)
+    create(bootstrap, topic_name, 6)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(120):
+        p.produce(topic_name, value=f"r{i}", partition=i % 6)
+    assert p.flush(30) == 0
+    one = cluster.nodes[0].bootstrap
+    for group in ([], ["--group", f"g-{topic_name}"]):
+        out = subprocess.run(
+            [BIN, "consume", topic_name, "-b", one, "--from-beginning", "--max-messages", "120",
+             "--timeout-ms", "20000", *group],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert set(out.stdout.split()) == {f"r{i}" for i in range(120)}, (group, out.stderr)

@@ -1,6 +1,7 @@
 //! The consumer behind `runnel consume`: by assignment of every partition, or as a member of
 //! a group (classic protocol, range assignor, heartbeats on their own connection, offsets
-//! committed every few seconds and on exit, LeaveGroup at the end).
+//! committed every few seconds and on exit, LeaveGroup at the end). Fetches go to each
+//! partition's leader, found again in the metadata when it moves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,6 @@ use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as As
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -62,6 +62,8 @@ fn check(code: i16, what: &str) -> anyhow::Result<()> {
 struct TopicInfo {
     id: uuid::Uuid,
     partitions: Vec<i32>,
+    /// Partition → its leader's `host:port` (absent while it has none).
+    leaders: BTreeMap<i32, String>,
 }
 
 async fn topic_info(conn: &mut Connection, topic: &str) -> anyhow::Result<TopicInfo> {
@@ -79,10 +81,34 @@ async fn topic_info(conn: &mut Connection, topic: &str) -> anyhow::Result<TopicI
     check(t.error_code, &format!("topic {topic}"))?;
     let mut partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
     partitions.sort_unstable();
+    let brokers: HashMap<i32, String> = resp
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+        .collect();
+    let leaders = t
+        .partitions
+        .iter()
+        .filter_map(|p| Some((p.partition_index, brokers.get(&p.leader_id.0)?.clone())))
+        .collect();
     Ok(TopicInfo {
         id: t.topic_id,
         partitions,
+        leaders,
     })
+}
+
+/// Errors after which a partition's leader must be looked up again.
+fn leader_moved(code: i16) -> bool {
+    [
+        ResponseError::NotLeaderOrFollower,
+        ResponseError::LeaderNotAvailable,
+        ResponseError::FencedLeaderEpoch,
+        ResponseError::UnknownLeaderEpoch,
+        ResponseError::UnknownTopicOrPartition,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
 }
 
 /// The group membership of this consumer, shared with the heartbeat task.
@@ -94,8 +120,11 @@ struct Membership {
 
 pub struct Consumer {
     opts: ConsumeOptions,
+    /// To the bootstrap broker: metadata and the coordinator lookup.
     conn: Connection,
     topic: TopicInfo,
+    /// Fetch connections, one per leader's `host:port`.
+    leaders: HashMap<String, Connection>,
     /// Partition → next offset to read.
     positions: BTreeMap<i32, i64>,
     coordinator: Option<Connection>,
@@ -117,6 +146,7 @@ impl Consumer {
             opts,
             conn,
             topic,
+            leaders: HashMap::new(),
             positions: BTreeMap::new(),
             coordinator,
             membership: Arc::new(Mutex::new(Membership::default())),
@@ -163,35 +193,22 @@ impl Consumer {
         Ok(())
     }
 
-    /// ListOffsets: -2 earliest, -1 latest.
+    /// ListOffsets at each partition's leader: -2 earliest, -1 latest.
     async fn list_offsets(
         &mut self,
         partitions: &[i32],
         timestamp: i64,
     ) -> anyhow::Result<HashMap<i32, i64>> {
+        let keys: Vec<(String, i32)> = partitions
+            .iter()
+            .map(|p| (self.opts.topic.clone(), *p))
+            .collect();
         let mut out = HashMap::new();
-        if partitions.is_empty() {
-            return Ok(out);
-        }
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(s(&self.opts.topic)))
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                )]);
-        for t in self.conn.send(req).await?.topics {
-            for p in t.partitions {
-                check(p.error_code, "ListOffsets")?;
-                out.insert(p.partition_index, p.offset);
-            }
+        for ((_, p), found) in
+            super::admin::list_offsets(&self.opts.bootstrap, &keys, timestamp).await?
+        {
+            let (offset, _) = found.map_err(|e| anyhow!("ListOffsets: {e}"))?;
+            out.insert(p, offset);
         }
         Ok(out)
     }
@@ -443,46 +460,94 @@ impl Consumer {
         Ok(seen)
     }
 
+    /// One Fetch per leader of the partitions read; a partition whose leader moved (or is
+    /// unreachable) is skipped until the metadata is read again.
     async fn fetch(&mut self) -> anyhow::Result<Vec<(i32, Record)>> {
         if self.positions.is_empty() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(Vec::new());
         }
-        let v = self.conn.version::<FetchRequest>()?;
-        let by_id = v >= 13;
-        let topic = FetchTopic::default()
-            .with_topic(TopicName(s(&self.opts.topic)))
-            .with_topic_id(self.topic.id)
-            .with_partitions(
-                self.positions
-                    .iter()
-                    .map(|(p, o)| {
-                        FetchPartition::default()
-                            .with_partition(*p)
-                            .with_fetch_offset(*o)
-                            .with_partition_max_bytes(1 << 20)
-                    })
-                    .collect(),
-            );
-        let topic = if by_id {
-            topic.with_topic(Default::default())
+        let mut by_leader: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+        let mut stale = false;
+        for (p, o) in &self.positions {
+            match self.topic.leaders.get(p) {
+                Some(addr) => by_leader.entry(addr.clone()).or_default().push((*p, *o)),
+                None => stale = true,
+            }
+        }
+        // The long poll is shared out so one pass over every leader stays near 500 ms.
+        let wait = 500 / by_leader.len().max(1) as i32;
+        let mut out = Vec::new();
+        for (addr, partitions) in by_leader {
+            match self.fetch_from(&addr, &partitions, wait, &mut out).await {
+                Ok(moved) => stale |= moved,
+                Err(e) => {
+                    tracing::debug!(leader = %addr, error = %e, "fetch failed");
+                    self.leaders.remove(&addr);
+                    stale = true;
+                }
+            }
+        }
+        if stale {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.topic = topic_info(&mut self.conn, &self.opts.topic).await?;
+        }
+        Ok(out)
+    }
+
+    /// Fetches `partitions` (partition, offset) from the leader at `addr` into `out`; whether
+    /// some partition's leader moved.
+    async fn fetch_from(
+        &mut self,
+        addr: &str,
+        partitions: &[(i32, i64)],
+        wait_ms: i32,
+        out: &mut Vec<(i32, Record)>,
+    ) -> anyhow::Result<bool> {
+        if !self.leaders.contains_key(addr) {
+            let conn = Connection::connect(addr).await?;
+            self.leaders.insert(addr.to_string(), conn);
+        }
+        let conn = self
+            .leaders
+            .get_mut(addr)
+            .ok_or_else(|| anyhow!("no connection to {addr}"))?;
+        let v = conn.version::<FetchRequest>()?;
+        let topic = FetchTopic::default().with_partitions(
+            partitions
+                .iter()
+                .map(|(p, o)| {
+                    FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(*o)
+                        .with_partition_max_bytes(1 << 20)
+                })
+                .collect(),
+        );
+        // Topics by id from v13 on, by name before.
+        let topic = if v >= 13 {
+            topic.with_topic_id(self.topic.id)
         } else {
-            topic.with_topic_id(uuid::Uuid::nil())
+            topic.with_topic(TopicName(s(&self.opts.topic)))
         };
         let req = FetchRequest::default()
-            .with_max_wait_ms(500)
+            .with_max_wait_ms(wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(16 << 20)
             .with_topics(vec![topic]);
-        let resp = self.conn.send_version(req, v).await?;
+        let resp = conn.send_version(req, v).await?;
         check(resp.error_code, "Fetch")?;
-        let mut out = Vec::new();
+        let mut moved = false;
         for t in resp.responses {
             for p in t.partitions {
                 if p.error_code == ResponseError::OffsetOutOfRange.code() {
                     // Retention moved past us: continue from the log start.
                     let start = self.list_offsets(&[p.partition_index], -2).await?;
                     self.positions.extend(start);
+                    continue;
+                }
+                if leader_moved(p.error_code) {
+                    moved = true;
                     continue;
                 }
                 check(p.error_code, "Fetch")?;
@@ -502,7 +567,7 @@ impl Consumer {
                 }
             }
         }
-        Ok(out)
+        Ok(moved)
     }
 
     /// Final commit and LeaveGroup.
