@@ -131,14 +131,10 @@ pub async fn controlled_shutdown(cluster: &Cluster, reg: &BrokerRegistration) ->
         Ok(Ok(image)) => Some(image.offset),
         _ => None,
     };
-    match offset {
-        Some(offset) => {
-            tracing::info!("controlled shutdown: fenced, leaderships moved");
-            Some(offset)
-        }
-        None => {
-            tracing::warn!("controlled shutdown: this node's metadata did not show the fencing");
-            None
-        }
+    if offset.is_some() {
+        tracing::info!("controlled shutdown: fenced, leaderships moved");
+    } else {
+        tracing::warn!("controlled shutdown: this node's metadata did not show the fencing");
     }
+    offset
 }

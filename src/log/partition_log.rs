@@ -375,8 +375,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Starts `epoch` at the log end (a replica becoming leader), so followers of an older
-    /// epoch find where their logs diverge even before the new leader appends anything.
     /// Follower changes (appends, truncations) are made for a fetch sent in one leader epoch;
     /// once this log has begun a later epoch as leader (`begin_epoch`), a response that arrives
     /// late must not append to or truncate the leader's log.
@@ -390,6 +388,8 @@ impl PartitionLog {
         }
     }
 
+    /// Starts `epoch` at the log end (a replica becoming leader), so followers of an older
+    /// epoch find where their logs diverge even before the new leader appends anything.
     pub fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
         self.check_dir()?;
         let mut writer = self.lock_writer();
