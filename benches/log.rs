@@ -71,7 +71,7 @@ fn read(c: &mut Criterion) {
             let mut offset = 0;
             while offset < end {
                 let info = s.log.read(offset, 1 << 20, true).expect("read");
-                let bytes = info.records.expect("data");
+                let bytes = info.records.expect("data").read_bytes().expect("read");
                 let last = runnel::log::batch::headers(&bytes)
                     .last()
                     .map(|(_, h)| h.next_offset())

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,10 @@ class Node:
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def io(self):
+        with open(f"/proc/{self.proc.pid}/io") as f:
+            return {k: int(v) for k, v in (line.split(":") for line in f)}
 
     def stop(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
@@ -114,6 +119,7 @@ def main():
     ap.add_argument("--records", type=int, default=200000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--parts", default="throughput,latency,failover")
+    ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="runnel-repl-bench-")
     ports = [(free_port(), free_port()) for _ in range(3)]
@@ -129,31 +135,50 @@ def main():
         gb = a.records * a.size / 1e9
         admin = AdminClient({"bootstrap.servers": bootstrap})
         parts = a.parts.split(",")
-        for label, rf, acks in [("rf1_acks1", 1, "1"), ("rf3_acksall", 3, "all")]:
-            if "throughput" not in parts:
-                break
-            admin.create_topics([NewTopic(label, 6, rf, config={"min.insync.replicas": str(min(rf, 2))})])[
-                label].result(30)
-            time.sleep(1)
-            before = sum(n.cpu_s() for n in nodes)
-            r = kbench(a.kbench, bootstrap, "--topic", label, "--partitions", "6",
-                       "--replication-factor", str(rf), "--records", str(a.records),
-                       "--size", str(a.size), "--acks", acks, "--timeout-s", "300")
-            time.sleep(2)  # followers finish fetching what was acknowledged with acks=1
-            cpu = sum(n.cpu_s() for n in nodes) - before
-            results[label] = {"records_per_s": r.get("records_per_s"), "mb_per_s": r.get("mb_per_s"),
-                              "brokers_cpu_s": round(cpu, 2), "cpu_s_per_gb": round(cpu / gb, 2)}
+        # Interleaved repetitions, medians reported: single runs on a shared 2-core machine
+        # drift by 2x or more. Bytes each broker wrote and read (/proc/PID/io: write_bytes is
+        # what reached the page cache for the disk, rchar what read() returned, here the
+        # segment reads that answer followers) show replication's cost structure: one write per
+        # replica and one read per follower.
+        runs = {}
+        for rep in range(a.reps if "throughput" in parts else 0):
+            for label, rf, acks in [("rf1_acks1", 1, "1"), ("rf3_acksall", 3, "all")]:
+                topic = f"{label}-{rep}"
+                admin.create_topics([NewTopic(topic, 6, rf, config={
+                    "min.insync.replicas": str(min(rf, 2))})])[topic].result(30)
+                time.sleep(1)
+                cpu0, io0 = [n.cpu_s() for n in nodes], [n.io() for n in nodes]
+                r = kbench(a.kbench, bootstrap, "--topic", topic, "--partitions", "6",
+                           "--replication-factor", str(rf), "--records", str(a.records),
+                           "--size", str(a.size), "--acks", acks, "--timeout-s", "300")
+                time.sleep(2)  # followers finish fetching what was acknowledged with acks=1
+                cpu = sum(n.cpu_s() for n in nodes) - sum(cpu0)
+                io = [{k: v - before[k] for k, v in n.io().items()} for n, before in zip(nodes, io0)]
+                runs.setdefault(label, []).append({
+                    "records_per_s": r.get("records_per_s"), "cpu_s_per_gb": cpu / gb,
+                    "written_per_gb": sum(x["write_bytes"] for x in io) / 1e9 / gb,
+                    "read_per_gb": sum(x["rchar"] for x in io) / 1e9 / gb})
+        for label, rs in runs.items():
+            results[label] = {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]}
+            results[label]["cpu_s_per_gb_each"] = [round(r["cpu_s_per_gb"], 2) for r in rs]
+        if runs:
+            results["cpu_ratio_rf3_to_rf1"] = round(
+                results["rf3_acksall"]["cpu_s_per_gb"] / results["rf1_acks1"]["cpu_s_per_gb"], 2)
         if "latency" in parts:
-            # Created first: followers pick up a new partition at their next fetch (up to
+            # The matrix's latency run (../shared/bench/run_matrix.sh: 1 partition, 100 B,
+            # linger.ms=0, 2000 rec/s), with acks=all on RF=3 beside acks=1 on RF=1. Topics are
+            # created first: followers pick up a new partition at their next fetch (up to
             # replica.fetch.wait.max.ms later), which is not what this measures.
-            admin.create_topics([NewTopic("latency", 6, 3, config={"min.insync.replicas": "2"})])[
-                "latency"].result(30)
-            time.sleep(2)
-            lat = kbench(a.kbench, bootstrap, "--topic", "latency", "--partitions", "6",
-                         "--replication-factor", "3", "--acks", "all", "--mode", "latency",
-                         "--rate", "2000", "--duration-s", "10", "--size", "1024",
-                         "--timeout-s", "60")
-            results["latency_rf3_acksall_2000rps"] = {k: v for k, v in lat.items() if "ms" in k}
+            for label, rf, acks in (("rf1_acks1", 1, "1"), ("rf3_acksall", 3, "all")):
+                admin.create_topics([NewTopic(f"latency-{label}", 1, rf,
+                                              config={"min.insync.replicas": str(min(rf, 2))})])[
+                    f"latency-{label}"].result(30)
+                time.sleep(2)
+                lat = kbench(a.kbench, bootstrap, "--topic", f"latency-{label}",
+                             "--partitions", "1", "--replication-factor", str(rf), "--acks", acks,
+                             "--mode", "latency", "--linger-ms", "0", "--rate", "2000",
+                             "--duration-s", "10", "--size", "100", "--timeout-s", "60")
+                results[f"latency_{label}_2000rps"] = {k: v for k, v in lat.items() if "ms" in k}
         if "failover" not in parts:
             return print(json.dumps(results, indent=1))
         admin.create_topics(

@@ -43,7 +43,8 @@ fn read_all(m: &LogManager, from: i64) -> Vec<(i64, i64)> {
     let mut next = from.max(log.log_start_offset());
     for _ in 0..100_000 {
         let info = log.read(next, 4096, true).expect("read");
-        let Some(bytes) = info.records else { break };
+        let Some(slice) = info.records else { break };
+        let bytes = slice.read_bytes().expect("read");
         let recs = batch::record_timestamps(&bytes);
         let Some(last) = recs.last() else { break };
         next = last.0 + 1;
@@ -363,7 +364,10 @@ fn time_retention_drops_old_segments_but_never_the_active_one() {
         log.log_end_offset()
             - log
                 .read(log.log_start_offset(), 1 << 20, true)
-                .map(|r| batch::record_timestamps(&r.records.expect("rest")).len() as i64)
+                .map(|r| {
+                    let rest = r.records.expect("rest").read_bytes().expect("read");
+                    batch::record_timestamps(&rest).len() as i64
+                })
                 .expect("read")
     );
 }
@@ -383,7 +387,9 @@ fn leader_epochs_survive_restart_and_truncation() {
         .read(2, 100, true)
         .expect("read")
         .records
-        .expect("batch");
+        .expect("batch")
+        .read_bytes()
+        .expect("read");
     assert_eq!(
         batch::BatchHeader::parse(&batch)
             .expect("hdr")
@@ -408,7 +414,9 @@ fn a_fetch_answered_after_this_log_began_leading_never_lands() {
         .read(0, 1 << 20, true)
         .expect("read")
         .records
-        .expect("batch");
+        .expect("batch")
+        .read_bytes()
+        .expect("read");
     // Became leader of epoch 1 while a fetch sent in epoch 0 was in flight.
     log.begin_epoch(1).expect("begin");
     assert!(matches!(

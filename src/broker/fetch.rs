@@ -13,6 +13,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use super::Broker;
 use crate::log::LogError;
 use crate::protocol::errors;
+use crate::protocol::response::FileRecords;
 
 /// Fetch v13 (KIP-516) names topics by id.
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
@@ -68,7 +69,9 @@ fn diverging_epoch(
 }
 
 impl Broker {
-    pub async fn fetch(&self, req: FetchRequest, version: i16) -> FetchResponse {
+    /// The response, with the record batches it carries left in their files (see
+    /// `protocol::response`).
+    pub async fn fetch(&self, req: FetchRequest, version: i16) -> (FetchResponse, FileRecords) {
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -76,12 +79,12 @@ impl Broker {
             let notified = self.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (response, bytes, errored) = self.fetch_once(&req, version);
+            let (response, files, bytes, errored) = self.fetch_once(&req, version);
             let done = bytes >= req.min_bytes.max(0) as usize
                 || errored
                 || tokio::time::Instant::now() >= deadline;
             if done {
-                return response;
+                return (response, files);
             }
             tokio::select! {
                 _ = &mut notified => {}
@@ -92,13 +95,18 @@ impl Broker {
 
     /// One pass over the requested partitions: the response, its record bytes, and whether
     /// any partition had an error (which answers at once, as Kafka does).
-    fn fetch_once(&self, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    fn fetch_once(
+        &self,
+        req: &FetchRequest,
+        version: i16,
+    ) -> (FetchResponse, FileRecords, usize, bool) {
         let mut budget = if req.max_bytes > 0 {
             req.max_bytes as usize
         } else {
             usize::MAX
         };
         let mut total = 0usize;
+        let mut files = FileRecords::default();
         let mut errored = false;
         let mut topics = Vec::with_capacity(req.topics.len());
         let image = self.metadata.image();
@@ -192,9 +200,14 @@ impl Broker {
                 let min_one = total == 0;
                 match log.read_up_to(fp.fetch_offset, limit, min_one, max_offset) {
                     Ok(info) => {
-                        let records = info.records.unwrap_or_default();
-                        total += records.len();
-                        budget = budget.saturating_sub(records.len());
+                        let records = match info.records {
+                            Some(slice) => {
+                                total += slice.len();
+                                budget = budget.saturating_sub(slice.len());
+                                files.placeholder(slice)
+                            }
+                            None => Bytes::new(),
+                        };
                         parts.push(
                             PartitionData::default()
                                 .with_partition_index(fp.partition)
@@ -248,6 +261,7 @@ impl Broker {
                         })
                         .collect(),
                 ),
+            files,
             total,
             errored,
         )

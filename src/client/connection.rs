@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::net::framing::{self, FrameError};
 
 const CLIENT_ID: &str = "runnel-cli";
 /// Responses larger than this are refused rather than allocated.
@@ -16,6 +18,8 @@ const MAX_RESPONSE: usize = 256 * 1024 * 1024;
 
 pub struct Connection {
     stream: TcpStream,
+    /// Responses are read into it (see `net::framing`).
+    buf: BytesMut,
     correlation: i32,
     /// API key → highest version the broker serves.
     versions: HashMap<i16, (i16, i16)>,
@@ -29,6 +33,7 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let mut c = Self {
             stream,
+            buf: framing::buffer(),
             correlation: 0,
             versions: HashMap::new(),
         };
@@ -93,13 +98,14 @@ impl Connection {
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await?;
 
-        let size = self.stream.read_i32().await.context("reading a response")?;
-        if size < 0 || size as usize > MAX_RESPONSE {
-            bail!("response of {size} bytes refused");
-        }
-        let mut body = vec![0u8; size as usize];
-        self.stream.read_exact(&mut body).await?;
-        let mut body = Bytes::from(body);
+        framing::release(&mut self.buf);
+        let mut body =
+            match framing::read_frame(&mut self.stream, &mut self.buf, MAX_RESPONSE).await {
+                Ok(body) => body,
+                Err(FrameError::Oversized(size)) => bail!("response of {size} bytes refused"),
+                Err(FrameError::Closed) => bail!("the broker closed the connection"),
+                Err(FrameError::Io(e)) => return Err(e).context("reading a response"),
+            };
         let rh = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
         if rh.correlation_id != self.correlation {
             bail!("response out of order");

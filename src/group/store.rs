@@ -286,9 +286,10 @@ pub fn replay(log: &Arc<PartitionLog>) -> Result<Vec<Entry>, LogError> {
     // even before its followers confirm the tail.
     let end = log.log_end_offset();
     while offset < end {
-        let Some(bytes) = log.read_up_to(offset, CHUNK, true, end)?.records else {
+        let Some(slice) = log.read_up_to(offset, CHUNK, true, end)?.records else {
             break;
         };
+        let bytes = slice.read_bytes()?;
         let mut next = offset;
         let mut buf = bytes.clone();
         while buf.has_remaining() {

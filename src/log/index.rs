@@ -169,6 +169,11 @@ impl<E: IndexEntry> IndexFile<E> {
 
     /// The last entry whose key is ≤ `target`, if any.
     pub fn floor(&self, target: i64) -> Result<Option<E>, LogError> {
+        self.floor_by(target, |e| e.key())
+    }
+
+    /// As `floor`, by another value the entries are sorted by (an offset index's positions).
+    pub fn floor_by(&self, target: i64, key: impl Fn(&E) -> i64) -> Result<Option<E>, LogError> {
         let n = self.len();
         self.with_map(|m| {
             let (mut lo, mut hi) = (0usize, n);
@@ -176,7 +181,7 @@ impl<E: IndexEntry> IndexFile<E> {
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
                 match Self::entry_in(m, mid) {
-                    Some(e) if e.key() <= target => lo = mid + 1,
+                    Some(e) if key(&e) <= target => lo = mid + 1,
                     _ => hi = mid,
                 }
             }

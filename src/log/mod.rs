@@ -14,6 +14,7 @@
 //! | `manager` | LogManager: a log directory, checkpoints, clean-shutdown marker |
 //! | `checkpoint`, `epoch_cache` | OffsetCheckpointFile, LeaderEpochFileCache |
 //! | `file_cache` | the bounded set of open segment files |
+//! | `file_slice` | FileRecords: batches named by file position, sent without copying |
 
 pub mod batch;
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod epoch_cache;
 pub mod error;
 pub mod file_cache;
+pub mod file_slice;
 pub mod index;
 pub mod manager;
 mod mmap;
@@ -32,5 +34,6 @@ pub mod time_index;
 
 pub use config::LogConfig;
 pub use error::LogError;
+pub use file_slice::FileSlice;
 pub use manager::LogManager;
 pub use partition_log::{AppendInfo, PartitionLog, ReadInfo};

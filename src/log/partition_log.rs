@@ -10,13 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::Bytes;
-
 use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::file_cache::FileCache;
+use super::file_slice::FileSlice;
 use super::segment::{Segment, SegmentConfig};
 use crate::producer::state::{self, Check, ProducerStateManager};
 
@@ -33,7 +32,7 @@ pub struct AppendInfo {
 /// What a read returned, with the offsets a fetch response reports.
 #[derive(Debug, Clone)]
 pub struct ReadInfo {
-    pub records: Option<Bytes>,
+    pub records: Option<FileSlice>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -544,8 +543,8 @@ impl PartitionLog {
                 guard.range(from..).map(|(_, s)| s.clone()).collect()
             };
             for seg in segments {
-                if let Some(bytes) = seg.read(offset, max_bytes, max_offset, min_one)? {
-                    records = Some(bytes);
+                if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
+                    records = Some(slice);
                     break;
                 }
             }
@@ -573,9 +572,10 @@ impl PartitionLog {
         // be in a later batch when that one lies partly below the log start offset.
         let mut from = bp.header.base_offset.max(start);
         while from < hw {
-            let Some(bytes) = self.read_up_to(from, 64 * 1024, true, hw)?.records else {
+            let Some(slice) = self.read_up_to(from, 64 * 1024, true, hw)?.records else {
                 break;
             };
+            let bytes = slice.read_bytes()?;
             let records = batch::record_timestamps(&bytes);
             if let Some(found) = records
                 .iter()
@@ -606,7 +606,10 @@ impl PartitionLog {
         let Some(bp) = seg.find_batch_by_timestamp(max)? else {
             return Ok(None);
         };
-        let bytes = seg.read(bp.header.base_offset, 1, hw, true)?;
+        let bytes = seg
+            .read(bp.header.base_offset, 1, hw, true)?
+            .map(|slice| slice.read_bytes())
+            .transpose()?;
         Ok(bytes.and_then(|b| {
             batch::record_timestamps(&b)
                 .into_iter()

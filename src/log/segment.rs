@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
+use super::file_slice::FileSlice;
 use super::offset_index::{OffsetIndex, OffsetPosition};
 use super::time_index::{TimeIndex, TimestampOffset};
 
@@ -43,15 +42,16 @@ pub struct BatchPosition {
 
 pub struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
+    log_path: Arc<Path>,
     files: Arc<FileCache>,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     config: SegmentConfig,
-    /// Bytes of whole batches; readers never look past it, so a half-written batch is invisible.
-    size: AtomicU64,
-    /// One past the last offset stored (the base offset while empty).
-    next_offset: AtomicI64,
+    /// Where the segment ends, as one word so readers see a coherent pair: the bytes of whole
+    /// batches (high half; readers never look past it, so a half-written batch is invisible)
+    /// and one past the last offset stored, relative to the base (low half). Both fit: a
+    /// segment rolls before 2 GiB and before its relative offsets pass `i32::MAX`.
+    end: AtomicU64,
     max_timestamp: AtomicI64,
     offset_of_max_timestamp: AtomicI64,
     /// The first batch's max timestamp, which `segment.ms` is measured from (-1 while empty).
@@ -79,13 +79,12 @@ impl Segment {
     ) -> Self {
         Self {
             base_offset,
-            log_path: file_name(dir, base_offset, LOG_SUFFIX),
+            log_path: file_name(dir, base_offset, LOG_SUFFIX).into(),
             files,
             offset_index: oi,
             time_index: ti,
             config,
-            size: AtomicU64::new(0),
-            next_offset: AtomicI64::new(base_offset),
+            end: AtomicU64::new(0),
             max_timestamp: AtomicI64::new(-1),
             offset_of_max_timestamp: AtomicI64::new(base_offset),
             first_timestamp: AtomicI64::new(-1),
@@ -155,7 +154,6 @@ impl Segment {
             .offset_index
             .last()?
             .map_or(0, |e| u64::from(e.position));
-        seg.size.store(start, Ordering::Release);
         let mut tail_max = (-1i64, base_offset);
         let mut end = start;
         let mut next = base_offset;
@@ -188,8 +186,7 @@ impl Segment {
             seg.offset_of_max_timestamp
                 .store(tail_max.1, Ordering::Relaxed);
         }
-        seg.next_offset.store(next, Ordering::Release);
-        seg.size.store(end, Ordering::Release);
+        seg.set_end(end, next);
         Ok(Some(seg))
     }
 
@@ -241,10 +238,23 @@ impl Segment {
         self.base_offset
     }
     pub fn size(&self) -> u64 {
-        self.size.load(Ordering::Acquire)
+        self.end().0
     }
     pub fn next_offset(&self) -> i64 {
-        self.next_offset.load(Ordering::Acquire)
+        self.end().1
+    }
+    /// The size and the next offset, read together.
+    fn end(&self) -> (u64, i64) {
+        let word = self.end.load(Ordering::Acquire);
+        (
+            word >> 32,
+            self.base_offset + (word & u64::from(u32::MAX)) as i64,
+        )
+    }
+    fn set_end(&self, size: u64, next_offset: i64) {
+        debug_assert!(size <= u64::from(u32::MAX));
+        let relative = (next_offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u64;
+        self.end.store((size << 32) | relative, Ordering::Release);
     }
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp.load(Ordering::Acquire)
@@ -281,12 +291,10 @@ impl Segment {
         for (range, h) in batches {
             self.track_batch(start + range.start as u64, h);
         }
-        self.size
-            .store(start + bytes.len() as u64, Ordering::Release);
-        if let Some((_, last)) = batches.last() {
-            self.next_offset
-                .store(last.next_offset(), Ordering::Release);
-        }
+        let next = batches
+            .last()
+            .map_or_else(|| self.next_offset(), |(_, last)| last.next_offset());
+        self.set_end(start + bytes.len() as u64, next);
         Ok(())
     }
 
@@ -477,42 +485,68 @@ impl Segment {
         Ok(found)
     }
 
-    /// Reads whole batches from the one holding `offset`, stopping before `max_bytes` would
-    /// be passed (but returning at least one batch when `min_one`) and before any batch that
-    /// starts at or beyond `max_offset` (the high watermark).
+    /// Whole batches from the one holding `offset`, stopping before `max_bytes` would be passed
+    /// (but at least one batch when `min_one`) and before any batch that starts at or beyond
+    /// `max_offset` (the high watermark), as a slice of the file: no record byte is read.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         max_offset: i64,
         min_one: bool,
-    ) -> Result<Option<Bytes>, LogError> {
+    ) -> Result<Option<FileSlice>, LogError> {
+        let (size, next) = self.end();
         let Some(first) = self.find_batch(offset)? else {
             return Ok(None);
         };
-        if first.header.base_offset >= max_offset {
-            return Ok(None);
-        }
-        let size = self.size();
         let first_len = first.header.total_len();
-        if first_len > max_bytes && !min_one {
+        if first.header.base_offset >= max_offset
+            || first.position + first_len as u64 > size
+            || (first_len > max_bytes && !min_one)
+        {
             return Ok(None);
         }
-        let want = (max_bytes.max(if min_one { first_len } else { 0 }) as u64)
-            .min(size - first.position) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        self.file()?
-            .read_exact_at(&mut buf, first.position)
-            .at(&self.log_path)?;
-        let mut end = 0usize;
-        for (range, h) in batch::headers(&buf) {
-            if h.base_offset >= max_offset {
-                break;
+        let byte_limit = first.position + max_bytes.max(first_len) as u64;
+        let end = if next <= max_offset && size <= byte_limit {
+            // The common case, a reader near the tail: everything to the end fits.
+            size
+        } else {
+            self.batch_end_before(first.position, byte_limit.min(size), max_offset)?
+                .max(first.position + first_len as u64)
+        };
+        Ok(Some(FileSlice::new(
+            self.file()?,
+            self.log_path.clone(),
+            first.position,
+            (end - first.position) as usize,
+        )))
+    }
+
+    /// The end of the last whole batch that starts at or after `from`, ends by `limit` and
+    /// starts below `max_offset` (`from` when there is none), reading a few batch headers,
+    /// not the data between.
+    fn batch_end_before(&self, from: u64, limit: u64, max_offset: i64) -> Result<u64, LogError> {
+        let entry_position = |e: Option<OffsetPosition>| e.map_or(0, |e| u64::from(e.position));
+        let last_wanted = (max_offset.min(self.next_offset()) - 1).max(self.base_offset);
+        let by_offset = entry_position(
+            self.offset_index
+                .floor(i64::from(self.relative(last_wanted)))?,
+        );
+        let by_bytes = entry_position(
+            self.offset_index
+                .floor_by(limit as i64, |e| i64::from(e.position))?,
+        );
+        // Every batch before both entries is within both limits: the walk starts at the nearer.
+        let start = from.max(by_offset.min(by_bytes));
+        let mut end = start;
+        self.walk_headers(start, limit, |bp| {
+            if bp.header.base_offset >= max_offset {
+                return false;
             }
-            end = range.end;
-        }
-        buf.truncate(end);
-        Ok((end > 0).then(|| buf.freeze()))
+            end = bp.position + bp.header.total_len() as u64;
+            true
+        })?;
+        Ok(end)
     }
 
     /// Rebuilds both indexes by checking every batch from the start; truncates the file at the
@@ -572,8 +606,7 @@ impl Segment {
         if position < file_len {
             file.set_len(position).at(&self.log_path)?;
         }
-        self.size.store(position, Ordering::Release);
-        self.next_offset.store(next, Ordering::Release);
+        self.set_end(position, next);
         Ok(ScanOutcome {
             valid_bytes: position,
             truncated_bytes: file_len - position,
@@ -602,11 +635,7 @@ impl Segment {
                 .take_while(|e| e.relative_offset < keep_rel)
                 .count(),
         );
-        self.size.store(position, Ordering::Release);
-        self.next_offset.store(
-            cut.header.base_offset.max(self.base_offset),
-            Ordering::Release,
-        );
+        self.set_end(position, cut.header.base_offset.max(self.base_offset));
         let mut max = (-1i64, self.base_offset);
         self.walk_headers(0, position, |bp| {
             if bp.header.max_timestamp > max.0 {
@@ -631,11 +660,11 @@ impl Segment {
         self.release_indexes();
         let mut renamed = Vec::new();
         for path in [
-            &self.log_path,
-            &self.offset_index.path().to_path_buf(),
-            &self.time_index.path().to_path_buf(),
+            &*self.log_path,
+            self.offset_index.path(),
+            self.time_index.path(),
         ] {
-            let mut to = path.clone().into_os_string();
+            let mut to = path.as_os_str().to_os_string();
             to.push(DELETED_SUFFIX);
             let to = PathBuf::from(to);
             match std::fs::rename(path, &to) {
@@ -698,16 +727,68 @@ mod tests {
         let one = seg
             .read(4, 1, i64::MAX, true)
             .expect("io")
-            .expect("one batch");
+            .expect("one batch")
+            .read_bytes()
+            .expect("io");
         let hs: Vec<_> = batch::headers(&one).collect();
         assert_eq!(hs.len(), 1);
         assert_eq!(hs[0].1.base_offset, 3);
         assert!(seg.read(4, 1, i64::MAX, false).expect("io").is_none());
         let capped = seg.read(0, 10_000, 9, true).expect("io").expect("batches");
+        let capped = capped.read_bytes().expect("io");
         assert_eq!(
             batch::headers(&capped).last().map(|(_, h)| h.last_offset()),
             Some(8)
         );
+    }
+
+    /// The slice a read names, against a scan of every batch: it starts at the batch holding
+    /// the offset and ends at the last whole batch within both limits, for every combination
+    /// (the fast path to the end and the index-guided walk alike).
+    #[test]
+    fn read_ends_where_a_full_scan_says() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let seg = Segment::create(dir.path(), 0, Arc::new(FileCache::new(8)), CFG).expect("create");
+        let end = append_batches(&seg, 30, 0);
+        let mut batches = Vec::new();
+        seg.walk_headers(0, seg.size(), |bp| {
+            batches.push(bp);
+            true
+        })
+        .expect("walk");
+        let len = |bp: &BatchPosition| bp.header.total_len() as u64;
+        for offset in 0..end {
+            let first = batches
+                .iter()
+                .position(|b| b.header.last_offset() >= offset)
+                .expect("first");
+            for max_offset in [offset, offset + 1, offset + 7, end - 1, end, i64::MAX] {
+                for max_bytes in [1usize, 100, 250, 1_000, 5_000, 1 << 20] {
+                    for min_one in [false, true] {
+                        let fits = |b: &&BatchPosition| {
+                            b.header.base_offset < max_offset
+                                && b.position + len(b) - batches[first].position <= max_bytes as u64
+                        };
+                        let mut want: Vec<_> = batches[first..].iter().take_while(fits).collect();
+                        if want.is_empty()
+                            && min_one
+                            && batches[first].header.base_offset < max_offset
+                        {
+                            want.push(&batches[first]);
+                        }
+                        let got = seg
+                            .read(offset, max_bytes, max_offset, min_one)
+                            .expect("io")
+                            .map(|s| (s.position(), s.len() as u64));
+                        let expected = want.last().map(|last| {
+                            let start = batches[first].position;
+                            (start, last.position + len(last) - start)
+                        });
+                        assert_eq!(got, expected, "{offset} {max_offset} {max_bytes} {min_one}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::net::framing::{self, FrameError};
+use crate::net::send::send_frame;
 use crate::protocol::dispatch::{self, Outcome};
 
 /// Why a connection ended, for the debug log.
@@ -46,40 +46,38 @@ async fn run(
     peer_host: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let (mut rd, wr) = stream.into_split();
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
+    let mut buf = framing::buffer();
     loop {
-        let size = tokio::select! {
-            r = tokio::time::timeout(idle, rd.read_i32()) => match r {
+        // Only the wait for a request's first bytes counts as idle.
+        let started = tokio::select! {
+            r = tokio::time::timeout(idle, framing::fill(&mut rd, &mut buf, 1)) => match r {
                 Err(_) => return End::Idle,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return End::ClientClosed,
-                Ok(Err(e)) => return End::Io(e),
-                Ok(Ok(size)) => size,
+                Ok(r) => r,
             },
             _ = shutdown.changed() => return End::Shutdown,
         };
-        // Checked before allocating: an absurd length never turns into an allocation.
-        if size < 0 || size as usize > max {
-            return End::Oversized(i64::from(size));
-        }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if let Err(e) = rd.read_exact(&mut frame).await {
-            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                End::ClientClosed
-            } else {
-                End::Io(e)
-            };
-        }
-        match dispatch::handle(broker, frame.freeze(), peer_host).await {
-            Outcome::Respond(bytes) => {
-                if let Err(e) = wr.write_all(&bytes).await {
+        let frame = match started {
+            Ok(()) => framing::read_frame(&mut rd, &mut buf, max).await,
+            Err(e) => Err(e),
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return End::ClientClosed,
+            Err(FrameError::Oversized(size)) => return End::Oversized(size),
+            Err(FrameError::Io(e)) => return End::Io(e),
+        };
+        match dispatch::handle(broker, frame, peer_host).await {
+            Outcome::Respond(response) => {
+                if let Err(e) = send_frame(wr.as_ref(), &response).await {
                     return End::Io(e);
                 }
             }
             Outcome::Silent => {}
             Outcome::Close(reason) => return End::Protocol(reason),
         }
+        framing::release(&mut buf);
     }
 }

@@ -1,7 +1,10 @@
-//! The network edge: the listener (`server`) and one task per connection (`connection`) that
-//! frames requests and writes responses in order.
+//! The network edge: the listener (`server`), one task per connection (`connection`) that
+//! reads requests (`framing`) and answers them in order, and the socket writes of a response
+//! (`send`).
 //!
 //! Never interprets a request beyond its 4-byte length: that is `protocol`.
 
 pub mod connection;
+pub mod framing;
+pub mod send;
 pub mod server;

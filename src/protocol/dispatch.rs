@@ -6,12 +6,16 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::response::{FileRecords, ResponseFrame};
 use super::versions;
 use crate::broker::{Broker, Client};
 
+/// Fetch v12 (KIP-482 tagged fields) encodes records with a varint length.
+const FIRST_FLEXIBLE_FETCH_VERSION: i16 = 12;
+
 /// What the connection does after a request.
 pub enum Outcome {
-    Respond(Bytes),
+    Respond(ResponseFrame),
     /// acks=0 produce: no response is sent.
     Silent,
     /// The request could not be understood (or an acks=0 produce failed): Kafka closes the
@@ -19,23 +23,28 @@ pub enum Outcome {
     Close(String),
 }
 
+/// Encodes a response; `files` holds the record batches a fetch response leaves in segment
+/// files (their placeholders are in the body), `flexible` whether the body's version is.
 fn frame(
     correlation_id: i32,
     header_version: i16,
     body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+    files: FileRecords,
+    flexible: bool,
 ) -> Outcome {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let r = header
         .encode(&mut buf, header_version)
-        .and_then(|_| body(&mut buf));
-    match r {
-        Ok(()) => {
-            let len = (buf.len() - 4) as i32;
+        .and_then(|_| body(&mut buf))
+        .and_then(|_| {
+            let len = i32::try_from(buf.len() - 4)?;
             buf[..4].copy_from_slice(&len.to_be_bytes());
-            Outcome::Respond(buf.freeze())
-        }
+            files.splice(buf, flexible)
+        });
+    match r {
+        Ok(frame) => Outcome::Respond(frame),
         Err(e) => Outcome::Close(format!("could not encode response: {e}")),
     }
 }
@@ -45,7 +54,13 @@ fn frame(
 fn api_versions_fallback(correlation_id: i32) -> Outcome {
     let body = crate::broker::api_versions::response()
         .with_error_code(ResponseError::UnsupportedVersion.code());
-    frame(correlation_id, 0, |buf| body.encode(buf, 0))
+    frame(
+        correlation_id,
+        0,
+        |buf| body.encode(buf, 0),
+        FileRecords::default(),
+        false,
+    )
 }
 
 /// `peer_host` is the client's address as DescribeGroups shows it (`/127.0.0.1`).
@@ -101,7 +116,16 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
             }
             ResponseKind::Produce(resp)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(broker.fetch(r, version).await),
+        RequestKind::Fetch(r) => {
+            let (response, files) = broker.fetch(r, version).await;
+            return frame(
+                header.correlation_id,
+                api_key.response_header_version(version),
+                |buf| response.encode(buf, version),
+                files,
+                version >= FIRST_FLEXIBLE_FETCH_VERSION,
+            );
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(broker.list_offsets(r, version)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(broker.offset_for_leader_epoch(r))
@@ -181,5 +205,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         header.correlation_id,
         api_key.response_header_version(version),
         |buf| response.encode(buf, version),
+        FileRecords::default(),
+        false,
     )
 }

@@ -1,0 +1,69 @@
+//! Kafka's framing on a byte stream: a 4-byte big-endian size, then that many bytes. Shared by
+//! the broker's connections and the wire client.
+//!
+//! Reads go into one buffer per connection, without zeroing; each frame is split off it, and
+//! once the frame is dropped its space is reused, so steady traffic allocates nothing. The size
+//! is checked before anything is reserved for it. Never interprets a frame.
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream ended (at a frame boundary or not).
+    Closed,
+    /// A size below zero or above the limit.
+    Oversized(i64),
+    Io(io::Error),
+}
+
+/// Reads until `buf` holds at least `want` bytes.
+pub async fn fill<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<(), FrameError> {
+    if buf.len() < want {
+        buf.reserve(want - buf.len());
+    }
+    while buf.len() < want {
+        match rd.read_buf(buf).await {
+            Ok(0) => return Err(FrameError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The next frame's body, of at most `max` bytes.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Bytes, FrameError> {
+    fill(rd, buf, 4).await?;
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if size < 0 || size as usize > max {
+        return Err(FrameError::Oversized(i64::from(size)));
+    }
+    fill(rd, buf, 4 + size as usize).await?;
+    buf.advance(4);
+    Ok(buf.split_to(size as usize).freeze())
+}
+
+/// A buffer for `read_frame`; `release` lets go of one grown past `KEEP` by a large frame.
+pub fn buffer() -> BytesMut {
+    BytesMut::with_capacity(START)
+}
+
+pub fn release(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > KEEP {
+        *buf = buffer();
+    }
+}
+
+const START: usize = 64 * 1024;
+const KEEP: usize = 2 * 1024 * 1024;
