@@ -4,7 +4,9 @@
 //! body into kafka-protocol's typed request and dispatches it → a handler in `broker` does the
 //! work against `log` (partitions on disk), `metadata` (the image: brokers, topics, leaders) and
 //! `group` (consumer groups, which keeps its state in the log) → the typed
-//! response goes back through `protocol` to bytes. Admin changes go from the handler to the
+//! response goes back through `protocol` to bytes, except fetched records: the log hands out
+//! file slices, `protocol::response` leaves them out of the encoded frame and `net::send`
+//! sends them from the page cache with sendfile. Admin changes go from the handler to the
 //! active controller (`cluster`), are committed to the metadata log, replayed into every
 //! node's image, and answered once this broker's image holds them. Replication: a follower's
 //! `cluster::replica_fetcher` sends Fetch to the leader like a client, the leader's fetch
@@ -15,13 +17,13 @@
 //! |---|---|
 //! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment |
 //! | `cluster` | the controller quorum (openraft), controller listener, active controller, broker registration, replica fetcher, ISR changes |
-//! | `log` | storage engine: segments, indexes, recovery, retention |
+//! | `log` | storage engine: segments, indexes, file slices for zero-copy reads, recovery, retention |
 //! | `group` | consumer groups, rebalances, committed offsets (`__consumer_offsets`) |
 //! | `metadata` | metadata records, the image replayed from them, the cache handlers read |
 //! | `producer` | producer ids and idempotence state (sequence checks, duplicates) |
-//! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping |
+//! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping, response frames with records left in files |
 //! | `broker` | one handler file per API family; the replica manager, each led partition's follower state and high watermark, the acks=all purgatory |
-//! | `net` | listener, connection loop, framing |
+//! | `net` | listener, connection loop, framing, sending a response (sendfile for records) |
 //! | `client` | the wire client: the CLI's commands, and the replica fetcher's connection to a leader |
 #![deny(unsafe_code)]
 

@@ -202,6 +202,36 @@ fn torn_tail_at_every_byte_keeps_exactly_the_valid_prefix() {
     }
 }
 
+/// Recovery does not flush (thousands of fsyncs made restarts slow), so the recovery point
+/// stays where the crash left it and a second crash scans the same segment again.
+#[test]
+fn a_crash_after_recovery_scans_the_unflushed_segment_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = open(dir.path(), &small_config());
+    fill(&m, 5);
+    let end = m.get("t", 0).expect("log").log_end_offset();
+    drop(m);
+    let m = open(dir.path(), &small_config());
+    let log = m.get("t", 0).expect("log");
+    assert_eq!(log.log_end_offset(), end);
+    assert!(
+        log.recovery_point() < end,
+        "recovery moved the recovery point"
+    );
+    drop(log);
+    drop(m);
+    let path = active_log_file(dir.path());
+    let mut bytes = std::fs::read(&path).expect("read");
+    let last = batch::headers(&bytes)
+        .last()
+        .map(|(r, _)| r)
+        .expect("batch");
+    bytes[last.start + 40] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("write");
+    let m = open(dir.path(), &small_config());
+    assert_eq!(m.get("t", 0).expect("log").log_end_offset(), end - 3);
+}
+
 #[test]
 fn flipped_bit_truncates_there_and_drops_later_segments() {
     let dir = tempfile::tempdir().expect("tmp");

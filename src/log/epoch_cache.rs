@@ -19,10 +19,16 @@ pub struct EpochEntry {
 pub struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
+    /// The last entry was begun (`begin`) and is not in the file yet.
+    unwritten: bool,
 }
 
 impl LeaderEpochCache {
-    pub fn load(dir: &Path) -> Result<Self, LogError> {
+    /// The checkpoint in `dir`, without the epochs that start at or after `log_end` (begun but
+    /// never appended to, or cut off by a crash), as Kafka's LogLoader truncates it. The file
+    /// keeps them until its next write: dropping them again at the next load is harmless, and
+    /// rewriting thousands of checkpoints made restarts after a crash slow.
+    pub fn load(dir: &Path, log_end: i64) -> Result<Self, LogError> {
         let path = dir.join(FILE_NAME);
         let entries = checkpoint::read(&path)?
             .iter()
@@ -39,8 +45,14 @@ impl LeaderEpochCache {
                     }),
                 }
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { path, entries })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cache = Self {
+            path,
+            entries,
+            unwritten: false,
+        };
+        cache.entries.retain(|e| e.start_offset < log_end);
+        Ok(cache)
     }
 
     pub fn entries(&self) -> &[EpochEntry] {
@@ -52,15 +64,35 @@ impl LeaderEpochCache {
     }
 
     /// Records that `epoch` starts at `start_offset` if it is newer than the latest one.
+    /// Written before the append it comes with, and with it an epoch begun before.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
         if self.latest_epoch().is_some_and(|e| e >= epoch) {
-            return Ok(());
+            return match self.unwritten {
+                true => self.persist(),
+                false => Ok(()),
+            };
         }
         self.entries.push(EpochEntry {
             epoch,
             start_offset,
         });
         self.persist()
+    }
+
+    /// A new leader's epoch, starting at the log end: in memory at once (followers' fetches
+    /// and OffsetForLeaderEpoch see it), in the file with the first append (`assign`). Until
+    /// then a crash loses nothing: `load` drops an epoch that starts at the log end anyway.
+    /// After a restart every partition led here begins an epoch, and writing thousands of
+    /// checkpoints there took seconds.
+    pub fn begin(&mut self, epoch: i32, start_offset: i64) {
+        if self.latest_epoch().is_some_and(|e| e >= epoch) {
+            return;
+        }
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
+        self.unwritten = true;
     }
 
     /// Forgets epochs that start at or after `end_offset` (the log was truncated there).
@@ -105,13 +137,17 @@ impl LeaderEpochCache {
         Some((self.entries[idx].epoch, end))
     }
 
-    fn persist(&self) -> Result<(), LogError> {
-        let lines: Vec<String> = self
-            .entries
+    fn lines(&self) -> Vec<String> {
+        self.entries
             .iter()
             .map(|e| format!("{} {}", e.epoch, e.start_offset))
-            .collect();
-        checkpoint::write(&self.path, &lines)
+            .collect()
+    }
+
+    fn persist(&mut self) -> Result<(), LogError> {
+        checkpoint::write(&self.path, &self.lines())?;
+        self.unwritten = false;
+        Ok(())
     }
 }
 
@@ -122,7 +158,7 @@ mod tests {
     #[test]
     fn assign_truncate_and_reload() {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut c = LeaderEpochCache::load(dir.path()).expect("load");
+        let mut c = LeaderEpochCache::load(dir.path(), i64::MAX).expect("load");
         c.assign(0, 0).expect("e0");
         c.assign(0, 5).expect("same epoch ignored");
         c.assign(2, 10).expect("e2");
@@ -132,7 +168,7 @@ mod tests {
         c.truncate_from_end(15).expect("truncate");
         assert_eq!(c.latest_epoch(), Some(2));
         c.truncate_from_start(12).expect("start");
-        let reloaded = LeaderEpochCache::load(dir.path()).expect("reload");
+        let reloaded = LeaderEpochCache::load(dir.path(), i64::MAX).expect("reload");
         assert_eq!(
             reloaded.entries(),
             &[EpochEntry {
@@ -140,5 +176,43 @@ mod tests {
                 start_offset: 12
             }]
         );
+    }
+
+    /// Epochs beginning at the log end are dropped by a load (Kafka's LogLoader does the same)
+    /// without a write: the file keeps them until its next change, and every load drops them.
+    #[test]
+    fn load_forgets_epochs_at_the_log_end_without_writing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = LeaderEpochCache::load(dir.path(), i64::MAX).expect("load");
+        c.assign(1, 0).expect("e1");
+        c.assign(4, 10).expect("e4");
+        let file = std::fs::read(dir.path().join(FILE_NAME)).expect("read");
+        let mut at_end = LeaderEpochCache::load(dir.path(), 10).expect("at end");
+        assert_eq!(at_end.latest_epoch(), Some(1));
+        assert_eq!(
+            std::fs::read(dir.path().join(FILE_NAME)).expect("read"),
+            file
+        );
+        at_end.assign(5, 10).expect("e5");
+        let reloaded = LeaderEpochCache::load(dir.path(), 11).expect("reload");
+        let epochs: Vec<i32> = reloaded.entries().iter().map(|e| e.epoch).collect();
+        assert_eq!(epochs, vec![1, 5]);
+    }
+
+    /// A begun epoch is written with the first append in it, not before.
+    #[test]
+    fn a_begun_epoch_reaches_the_file_with_its_first_append() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = LeaderEpochCache::load(dir.path(), i64::MAX).expect("load");
+        c.assign(1, 0).expect("e1");
+        c.begin(3, 7);
+        assert_eq!(c.latest_epoch(), Some(3));
+        let on_disk = |end| {
+            let cache = LeaderEpochCache::load(dir.path(), end).expect("load");
+            cache.entries().iter().map(|e| e.epoch).collect::<Vec<_>>()
+        };
+        assert_eq!(on_disk(i64::MAX), vec![1]);
+        c.assign(3, 7).expect("first append in epoch 3");
+        assert_eq!(on_disk(8), vec![1, 3]);
     }
 }

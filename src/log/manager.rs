@@ -5,6 +5,7 @@
 //! Owns the directory layout above the partition level. Never parses requests or decides
 //! which topics exist: the metadata registry tells it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::checkpoint;
 use super::config::LogConfig;
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
+use super::parallel;
 use super::partition_log::{now_ms, PartitionLog};
 use super::recovery::{LoadParams, RecoveryStats};
 
@@ -84,16 +86,18 @@ impl LogManager {
         std::fs::create_dir_all(dir).at(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_shutdown = marker.exists();
-        let recovery_points =
-            checkpoint::read_partition_offsets(&dir.join(RECOVERY_POINT_FILE)).unwrap_or_default();
-        let log_starts =
-            checkpoint::read_partition_offsets(&dir.join(LOG_START_FILE)).unwrap_or_default();
-        let high_watermarks =
-            checkpoint::read_partition_offsets(&dir.join(HIGH_WATERMARK_FILE)).unwrap_or_default();
-        let lookup = |list: &[(String, i32, i64)], t: &str, p: i32| {
-            list.iter()
-                .find(|(lt, lp, _)| lt == t && *lp == p)
-                .map(|x| x.2)
+        let read = |file: &str| -> HashMap<(String, i32), i64> {
+            checkpoint::read_partition_offsets(&dir.join(file))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, p, offset)| ((t, p), offset))
+                .collect()
+        };
+        let recovery_points = read(RECOVERY_POINT_FILE);
+        let log_starts = read(LOG_START_FILE);
+        let high_watermarks = read(HIGH_WATERMARK_FILE);
+        let lookup = |map: &HashMap<(String, i32), i64>, t: &str, p: i32| {
+            map.get(&(t.to_string(), p)).copied()
         };
         let manager = Self {
             dir: dir.to_path_buf(),
@@ -123,61 +127,31 @@ impl LogManager {
                 partitions.push((path, topic, partition));
             }
         }
-        // Partitions load (and after a crash, recover) on every core: with thousands of them
+        // Partitions load (and after a crash, recover) in parallel: with thousands of them
         // start-up time is this loop.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let results: Vec<Result<RecoveryStats, LogError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.min(partitions.len()).max(1))
-                .map(|_| {
-                    scope.spawn(|| -> Result<RecoveryStats, LogError> {
-                        let mut stats = RecoveryStats::default();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((path, topic, partition)) = partitions.get(i) else {
-                                return Ok(stats);
-                            };
-                            let (log, s) = PartitionLog::load(LoadParams {
-                                dir: path.clone(),
-                                config: config_for(topic),
-                                files: manager.files.clone(),
-                                dir_failed: manager.dir_failed.clone(),
-                                clean_shutdown,
-                                recovery_point: lookup(&recovery_points, topic, *partition)
-                                    .unwrap_or(0),
-                                log_start_offset: lookup(&log_starts, topic, *partition)
-                                    .unwrap_or(0),
-                                high_watermark: lookup(&high_watermarks, topic, *partition),
-                                topic: topic.clone(),
-                                partition: *partition,
-                            })?;
-                            stats.segments_scanned += s.segments_scanned;
-                            stats.bytes_truncated += s.bytes_truncated;
-                            stats.segments_deleted += s.segments_deleted;
-                            manager
-                                .logs
-                                .insert((topic.clone(), *partition), Arc::new(log));
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(LogError::DirectoryFailed(
-                            "a recovery thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect()
+        let loaded = parallel::map(&partitions, parallel::io_threads(), |(path, topic, p)| {
+            PartitionLog::load(LoadParams {
+                dir: path.clone(),
+                config: config_for(topic),
+                files: manager.files.clone(),
+                dir_failed: manager.dir_failed.clone(),
+                clean_shutdown,
+                recovery_point: lookup(&recovery_points, topic, *p).unwrap_or(0),
+                log_start_offset: lookup(&log_starts, topic, *p).unwrap_or(0),
+                high_watermark: lookup(&high_watermarks, topic, *p),
+                topic: topic.clone(),
+                partition: *p,
+            })
         });
         let mut total = RecoveryStats::default();
-        for r in results {
-            let s = r?;
+        for ((_, topic, partition), r) in partitions.iter().zip(loaded) {
+            let (log, s) = r?;
             total.segments_scanned += s.segments_scanned;
             total.bytes_truncated += s.bytes_truncated;
             total.segments_deleted += s.segments_deleted;
+            manager
+                .logs
+                .insert((topic.clone(), *partition), Arc::new(log));
         }
         // From here on a crash is unclean until the next orderly shutdown.
         if clean_shutdown {

@@ -15,6 +15,7 @@
 //! | `checkpoint`, `epoch_cache` | OffsetCheckpointFile, LeaderEpochFileCache |
 //! | `file_cache` | the bounded set of open segment files |
 //! | `file_slice` | FileRecords: batches named by file position, sent without copying |
+//! | `parallel` | start-up work spread over threads |
 
 pub mod batch;
 pub mod checkpoint;
@@ -27,6 +28,7 @@ pub mod index;
 pub mod manager;
 mod mmap;
 pub mod offset_index;
+pub mod parallel;
 pub mod partition_log;
 pub mod recovery;
 pub mod segment;

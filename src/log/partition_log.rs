@@ -278,6 +278,10 @@ impl PartitionLog {
             last_offset: next - 1,
             max_timestamp,
         };
+        // The epoch reaches its checkpoint before its first batch reaches the log, as Kafka
+        // orders it: a crash between leaves an epoch without data, which loading drops.
+        let r = writer.epochs.assign(leader_epoch, base_offset);
+        self.fail_on_io(r)?;
         let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
         self.fail_on_io(active.append(&records, &batches))?;
         let now = now_ms();
@@ -288,8 +292,6 @@ impl PartitionLog {
         if self.hw_follows_end.load(Ordering::Acquire) {
             self.high_watermark.store(next, Ordering::Release);
         }
-        let r = writer.epochs.assign(leader_epoch, base_offset);
-        self.fail_on_io(r)?;
         self.count_unflushed(&mut writer, messages, &config)?;
         Ok(AppendInfo {
             base_offset,
@@ -339,16 +341,18 @@ impl PartitionLog {
                 .max()
                 .unwrap_or(-1),
         };
+        for (_, h) in &batches {
+            let r = writer
+                .epochs
+                .assign(h.partition_leader_epoch, h.base_offset);
+            self.fail_on_io(r)?;
+        }
         let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
         self.fail_on_io(active.append(&records[..end], &batches))?;
         let now = now_ms();
         let mut messages = 0u64;
         for (_, h) in &batches {
             writer.producers.update(h, now);
-            let r = writer
-                .epochs
-                .assign(h.partition_leader_epoch, h.base_offset);
-            self.fail_on_io(r)?;
             messages += h.record_count.max(0) as u64;
         }
         self.log_end_offset.store(next, Ordering::Release);
@@ -392,8 +396,8 @@ impl PartitionLog {
     pub fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
         self.check_dir()?;
         let mut writer = self.lock_writer();
-        let r = writer.epochs.assign(epoch, self.log_end_offset());
-        self.fail_on_io(r)
+        writer.epochs.begin(epoch, self.log_end_offset());
+        Ok(())
     }
 
     /// The end offset of `epoch` as this log knows it (OffsetForLeaderEpoch): the largest

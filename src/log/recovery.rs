@@ -185,7 +185,9 @@ impl PartitionLog {
                     let outcome = seg.recover(p.config.max_message_bytes)?;
                     stats.segments_scanned += 1;
                     stats.bytes_truncated += outcome.truncated_bytes;
-                    seg.flush()?;
+                    // Not flushed here (one fsync per partition made restarts of thousands
+                    // slow): the recovery point stays where it was, as Kafka's LogLoader
+                    // keeps it, so a second crash scans this segment again.
                     if !last {
                         seg.seal()?;
                     }
@@ -234,8 +236,7 @@ impl PartitionLog {
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
         let log_start = p.log_start_offset.max(first_base).min(log_end);
         let producers = rebuild_producer_state(&p.dir, &segments, log_start, log_end)?;
-        let mut epochs = LeaderEpochCache::load(&p.dir)?;
-        epochs.truncate_from_end(log_end)?;
+        let epochs = LeaderEpochCache::load(&p.dir, log_end)?;
         if stats.segments_scanned > 0 {
             tracing::info!(topic = %p.topic, partition = p.partition, ?stats, log_end, "recovered partition log");
         }
@@ -259,8 +260,12 @@ impl PartitionLog {
                     .map_or(log_start, |hw| hw.clamp(log_start, log_end)),
             ),
             hw_follows_end: AtomicBool::new(true),
-            // Everything loaded was either trusted after a clean shutdown or scanned and fsynced.
-            recovery_point: AtomicI64::new(log_end),
+            // Only a flush moves the recovery point past what was flushed before the crash.
+            recovery_point: AtomicI64::new(if p.clean_shutdown {
+                log_end
+            } else {
+                p.recovery_point.clamp(log_start, log_end)
+            }),
             dir_failed: p.dir_failed,
         };
         Ok((log, stats))
