@@ -517,9 +517,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         broker.wait_published(caught_up).await?;
         broker.import_legacy_registry().await?;
         broker.remove_stray_logs()?;
+        let life = Arc::new(registration::Lifecycle::new(registration));
         tokio::spawn(registration::heartbeat_loop(
             cluster.clone(),
-            registration.clone(),
+            life.clone(),
             heartbeat,
             stop_rx,
         ));
@@ -529,7 +530,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let b = broker.clone();
         let shutdown = async move {
             shutdown_signal().await;
-            if let Some(offset) = registration::controlled_shutdown(&c, &registration).await {
+            if let Some(offset) = registration::controlled_shutdown(&c, &life).await {
                 let _ =
                     tokio::time::timeout(registration::SHUTDOWN_TIMEOUT, b.wait_published(offset))
                         .await;

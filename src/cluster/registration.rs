@@ -84,20 +84,46 @@ async fn heartbeat(cluster: &Cluster, reg: &BrokerRegistration, shutting_down: b
     )
 }
 
+/// This broker's registration and whether it is shutting down, shared by the heartbeat loop
+/// and the controlled shutdown. Every heartbeat is sent holding `shutting_down`, so once a
+/// controlled shutdown has begun, no ordinary heartbeat can reach the controller after it and
+/// unfence the broker again: that let a stopping broker rejoin the ISRs it had just left (its
+/// fetcher still follows for the handoff), and acks=all then stalled until its session expired.
+pub struct Lifecycle {
+    pub reg: BrokerRegistration,
+    shutting_down: tokio::sync::Mutex<bool>,
+}
+
+impl Lifecycle {
+    pub fn new(reg: BrokerRegistration) -> Self {
+        Self {
+            reg,
+            shutting_down: tokio::sync::Mutex::new(false),
+        }
+    }
+}
+
 /// Heartbeats until `stop`; re-registers when the controller no longer knows this
 /// incarnation (it was fenced and forgotten, or the metadata was restored from elsewhere).
 pub async fn heartbeat_loop(
     cluster: Arc<Cluster>,
-    reg: BrokerRegistration,
+    life: Arc<Lifecycle>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let reg = &life.reg;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        heartbeat(&cluster, &reg, false).await;
+        {
+            let shutting_down = life.shutting_down.lock().await;
+            heartbeat(&cluster, reg, *shutting_down).await;
+            if *shutting_down {
+                continue;
+            }
+        }
         let known = cluster
             .image
             .borrow()
@@ -106,7 +132,7 @@ pub async fn heartbeat_loop(
             .is_some_and(|b| b.incarnation == reg.incarnation);
         if !known {
             tracing::warn!("the controller no longer knows this broker: registering again");
-            if let Err(e) = register(&cluster, &reg).await {
+            if let Err(e) = register(&cluster, reg).await {
                 tracing::warn!(error = %e, "registration failed");
             }
         }
@@ -116,8 +142,14 @@ pub async fn heartbeat_loop(
 /// Asks to be fenced (leaderships move away), bounded by a few seconds; the metadata offset
 /// at which this node's image shows it fenced, so the broker can act on that image (answer
 /// the appends waiting for followers with NOT_LEADER_OR_FOLLOWER) before it stops serving.
-pub async fn controlled_shutdown(cluster: &Cluster, reg: &BrokerRegistration) -> Option<u64> {
-    if !heartbeat(cluster, reg, true).await {
+pub async fn controlled_shutdown(cluster: &Cluster, life: &Lifecycle) -> Option<u64> {
+    let reg = &life.reg;
+    let answered = {
+        let mut shutting_down = life.shutting_down.lock().await;
+        *shutting_down = true;
+        heartbeat(cluster, reg, true).await
+    };
+    if !answered {
         tracing::warn!("controlled shutdown: the controller did not answer");
         return None;
     }
