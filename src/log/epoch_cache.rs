@@ -66,17 +66,11 @@ impl LeaderEpochCache {
     /// Records that `epoch` starts at `start_offset` if it is newer than the latest one.
     /// Written before the append it comes with, and with it an epoch begun before.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
-        if self.latest_epoch().is_some_and(|e| e >= epoch) {
-            return match self.unwritten {
-                true => self.persist(),
-                false => Ok(()),
-            };
+        self.begin(epoch, start_offset);
+        match self.unwritten {
+            true => self.persist(),
+            false => Ok(()),
         }
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
-        self.persist()
     }
 
     /// A new leader's epoch, starting at the log end: in memory at once (followers' fetches

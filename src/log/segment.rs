@@ -511,7 +511,7 @@ impl Segment {
             // The common case, a reader near the tail: everything to the end fits.
             size
         } else {
-            self.batch_end_before(first.position, byte_limit.min(size), max_offset)?
+            self.batch_end_before(first.position, byte_limit.min(size), max_offset.min(next))?
                 .max(first.position + first_len as u64)
         };
         Ok(Some(FileSlice::new(
@@ -523,11 +523,11 @@ impl Segment {
     }
 
     /// The end of the last whole batch that starts at or after `from`, ends by `limit` and
-    /// starts below `max_offset` (`from` when there is none), reading a few batch headers,
-    /// not the data between.
+    /// starts below `max_offset` (at most the segment's next offset; `from` when there is
+    /// none), reading a few batch headers, not the data between.
     fn batch_end_before(&self, from: u64, limit: u64, max_offset: i64) -> Result<u64, LogError> {
         let entry_position = |e: Option<OffsetPosition>| e.map_or(0, |e| u64::from(e.position));
-        let last_wanted = (max_offset.min(self.next_offset()) - 1).max(self.base_offset);
+        let last_wanted = (max_offset - 1).max(self.base_offset);
         let by_offset = entry_position(
             self.offset_index
                 .floor(i64::from(self.relative(last_wanted)))?,
