@@ -235,7 +235,9 @@ def test_preferred_and_unclean_elections_through_the_admin_api(cluster, topic_na
     elected = {tp.partition for tp, err in result.items() if tp.topic == topic_name}
     assert elected == moved, result
     assert all(err is None for tp, err in result.items() if tp.topic == topic_name), result
-    assert all(p.leader == p.replicas[0] for p in partitions())
+    # The broker that answered shows the new leaders; the one librdkafka asks next may apply the
+    # metadata record a moment later (brokers' metadata images are eventually consistent).
+    assert wait_for(lambda: all(p.leader == p.replicas[0] for p in partitions()), timeout=10)
 
     again = [TopicPartition(topic_name, p) for p in sorted(moved)]
     for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
