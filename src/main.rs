@@ -468,6 +468,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         flags.push(("log.dirs".into(), d.display().to_string()));
     }
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), &flags)?;
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -568,6 +569,25 @@ async fn serve_controller_only(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Segment files, index maps, sockets and the handles of fetches being sent all count against
+/// RLIMIT_NOFILE, and running out fails appends (which marks the log directory failed). The
+/// soft limit is often far below what the system allows, so take the hard limit, as Kafka's
+/// deployment guides ask operators to.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    // None is unlimited; an unlimited hard limit is left alone (the kernel caps it anyway).
+    if let (Some(from), Some(to)) = (limit.current, limit.maximum) {
+        if from < to {
+            limit.current = Some(to);
+            match setrlimit(Resource::Nofile, limit) {
+                Ok(()) => tracing::debug!(from, to, "raised the open file limit"),
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -245,3 +245,92 @@ fn connection_cap_and_idle_timeout() {
     std::thread::sleep(Duration::from_millis(200));
     api_versions_ok(&broker.addr);
 }
+
+/// Clients that send fetches over many partitions and never read the answers: each waiting
+/// answer keeps only a bounded number of segment file handles, so such clients cannot run
+/// the broker out of descriptors (which would fail appends for everyone).
+#[test]
+fn unread_fetches_hold_few_file_handles() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    const PARTITIONS: i32 = 400;
+    const READERS: usize = 8;
+    let broker = BrokerProcess::start(&[]);
+    let mut s = connect(&broker.addr);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("wide")))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create))
+        .expect("write");
+    read_frame(&mut s).expect("create response");
+    // One 20 KB batch per partition: big enough to be sent from its file, not copied.
+    let big = Bytes::from(common::batches::batch_from(
+        common::batches::PLAIN,
+        1,
+        1,
+        20_000,
+    ));
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("wide")))
+            .with_partition_data(
+                (0..PARTITIONS)
+                    .map(|p| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(big.clone()))
+                    })
+                    .collect(),
+            )]);
+    s.write_all(&request(ApiKey::Produce, 9, 2, &req))
+        .expect("write");
+    let mut frame = read_frame(&mut s).expect("produce response");
+    ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9)).expect("header");
+    let resp = ProduceResponse::decode(&mut frame, 9).expect("body");
+    assert!(resp.responses[0]
+        .partition_responses
+        .iter()
+        .all(|p| p.error_code == 0));
+
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("wide")))
+            .with_partitions(
+                (0..PARTITIONS)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]);
+    let frame = request(ApiKey::Fetch, 12, 3, &fetch);
+    let readers: Vec<TcpStream> = (0..READERS)
+        .map(|_| {
+            let mut r = connect(&broker.addr);
+            r.write_all(&frame).expect("fetch");
+            r
+        })
+        .collect();
+    // Each ~8 MB answer fills its socket buffers and waits, holding what it holds.
+    std::thread::sleep(Duration::from_secs(2));
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", broker.pid()))
+        .expect("proc")
+        .count();
+    // The segment file cache (256), the sockets, and at most 32 handles per waiting answer;
+    // without the bound each answer would hold ~150 handles the cache had evicted.
+    assert!(
+        fds < 256 + READERS * (32 + 1) + 100,
+        "{fds} descriptors open with {READERS} unread fetches"
+    );
+    drop(readers);
+    api_versions_ok(&broker.addr);
+}

@@ -198,16 +198,20 @@ impl Broker {
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
                 // KIP-74: the first partition with data may exceed the limits by one batch.
                 let min_one = total == 0;
-                match log.read_up_to(fp.fetch_offset, limit, min_one, max_offset) {
-                    Ok(info) => {
-                        let records = match info.records {
-                            Some(slice) => {
-                                total += slice.len();
-                                budget = budget.saturating_sub(slice.len());
-                                files.placeholder(slice)
-                            }
+                let read = log
+                    .read_up_to(fp.fetch_offset, limit, min_one, max_offset)
+                    .and_then(|info| {
+                        let records = match info.records.clone() {
+                            Some(slice) => files.records(slice)?,
                             None => Bytes::new(),
                         };
+                        Ok((info, records))
+                    });
+                match read {
+                    Ok((info, records)) => {
+                        let n = info.records.as_ref().map_or(0, |s| s.len());
+                        total += n;
+                        budget = budget.saturating_sub(n);
                         parts.push(
                             PartitionData::default()
                                 .with_partition_index(fp.partition)

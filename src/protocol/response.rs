@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::log::FileSlice;
+use crate::log::{FileSlice, LogError};
 
 /// One piece of a frame, in order.
 pub enum Chunk {
@@ -54,11 +54,24 @@ pub struct FileRecords {
     slices: Vec<FileSlice>,
 }
 
+/// Slices shorter than this are copied into the frame: a sendfile call costs more than
+/// copying a few kilobytes, and a fetch over thousands of small partitions would otherwise
+/// hold thousands of file handles until it is sent.
+const INLINE_BELOW: usize = 16 * 1024;
+/// File slices one response holds at most; the rest are copied. Bounds the handles that
+/// fetches waiting to be sent keep open beyond the segment file cache.
+const MAX_FILE_SLICES: usize = 32;
+
 impl FileRecords {
-    /// The bytes to put in a `records` field in place of `slice`.
-    pub fn placeholder(&mut self, slice: FileSlice) -> Bytes {
+    /// The bytes to put in a `records` field for `slice`: a placeholder the frame splices the
+    /// file into, or the records themselves when small or when this response holds enough
+    /// handles already.
+    pub fn records(&mut self, slice: FileSlice) -> Result<Bytes, LogError> {
+        if slice.len() < INLINE_BELOW || self.slices.len() >= MAX_FILE_SLICES {
+            return slice.read_bytes();
+        }
         self.slices.push(slice);
-        Bytes::copy_from_slice(&placeholder(self.slices.len() - 1))
+        Ok(Bytes::copy_from_slice(&placeholder(self.slices.len() - 1)))
     }
 
     /// Turns an encoded frame (size prefix included) into chunks, each placeholder and its
@@ -135,52 +148,96 @@ mod tests {
 
     use super::*;
 
-    /// Every Fetch version's frame, spliced and put back together, decodes to the file's bytes
-    /// in each partition, with the frame size right.
-    #[test]
-    fn spliced_frames_decode_to_the_file_bytes() {
+    /// A file of `len` bytes with a recognisable pattern, and its content.
+    fn patterned(len: u32) -> (tempfile::NamedTempFile, Vec<u8>) {
         let mut file = tempfile::NamedTempFile::new().expect("tmp");
-        let content: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         file.write_all(&content).expect("write");
+        (file, content)
+    }
+
+    /// Encodes a Fetch response whose partitions hold `ranges` of `file`, spliced; returns the
+    /// bytes as the wire carries them and how many chunks stayed in the file.
+    fn wire(
+        file: &tempfile::NamedTempFile,
+        ranges: &[(u64, usize)],
+        version: i16,
+    ) -> (Bytes, usize) {
         let path: Arc<std::path::Path> = file.path().into();
         let handle = Arc::new(file.reopen().expect("reopen"));
-        let ranges = [(0u64, 1000usize), (1000, 0), (1500, 200), (10, 130)];
-        for version in 4..=16i16 {
-            let mut files = FileRecords::default();
-            let partitions = ranges
-                .iter()
-                .enumerate()
-                .map(|(i, &(position, len))| {
-                    let slice = FileSlice::new(handle.clone(), path.clone(), position, len);
-                    PartitionData::default()
-                        .with_partition_index(i as i32)
-                        .with_records(Some(files.placeholder(slice)))
-                })
-                .collect();
-            let response =
-                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
-                    .with_topic(TopicName(StrBytes::from_static_str("t")))
-                    .with_partitions(partitions)]);
-            let mut buf = BytesMut::new();
-            buf.put_i32(0);
-            response.encode(&mut buf, version).expect("encode");
-            let frame = files.splice(buf, version >= 12).expect("splice");
-            let mut wire = Vec::new();
-            for chunk in &frame.chunks {
-                match chunk {
-                    Chunk::Bytes(b) => wire.extend_from_slice(b),
-                    Chunk::File(f) => wire.extend_from_slice(&f.read_bytes().expect("read")),
+        let mut files = FileRecords::default();
+        let partitions = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(position, len))| {
+                let slice = FileSlice::new(handle.clone(), path.clone(), position, len);
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_records(Some(files.records(slice).expect("records")))
+            })
+            .collect();
+        let response =
+            FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(partitions)]);
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        response.encode(&mut buf, version).expect("encode");
+        let frame = files.splice(buf, version >= 12).expect("splice");
+        let mut wire = Vec::new();
+        let mut in_file = 0;
+        for chunk in &frame.chunks {
+            match chunk {
+                Chunk::Bytes(b) => wire.extend_from_slice(b),
+                Chunk::File(f) => {
+                    in_file += 1;
+                    wire.extend_from_slice(&f.read_bytes().expect("read"))
                 }
             }
+        }
+        (Bytes::from(wire), in_file)
+    }
+
+    /// Every Fetch version's frame, spliced and put back together, decodes to the file's bytes
+    /// in each partition, with the frame size right; small slices travel copied.
+    #[test]
+    fn spliced_frames_decode_to_the_file_bytes() {
+        let (file, content) = patterned(200_000);
+        let ranges = [
+            (0u64, 20_000usize),
+            (20_000, 0),
+            (30_000, 200),
+            (10, 17_000),
+            (100_000, 50_000),
+        ];
+        for version in 4..=16i16 {
+            let (wire, in_file) = wire(&file, &ranges, version);
+            assert_eq!(in_file, 3, "v{version}: the three slices of 16 KiB or more");
             let size = i32::from_be_bytes([wire[0], wire[1], wire[2], wire[3]]) as usize;
             assert_eq!(size, wire.len() - 4, "v{version}");
-            let mut body = Bytes::from(wire).slice(4..);
+            let mut body = wire.slice(4..);
             let decoded = FetchResponse::decode(&mut body, version).expect("decode");
             assert!(body.is_empty(), "v{version}: trailing bytes");
             for (p, &(position, len)) in decoded.responses[0].partitions.iter().zip(&ranges) {
                 let want = &content[position as usize..position as usize + len];
                 assert_eq!(p.records.as_deref(), Some(want), "v{version}");
             }
+        }
+    }
+
+    /// One response keeps at most MAX_FILE_SLICES handles; further slices are copied.
+    #[test]
+    fn file_slices_per_response_are_capped() {
+        let (file, content) = patterned(50 * 20_000);
+        let ranges: Vec<(u64, usize)> = (0..50).map(|i| (i * 20_000, 20_000)).collect();
+        let (wire, in_file) = wire(&file, &ranges, 16);
+        assert_eq!(in_file, MAX_FILE_SLICES);
+        let decoded = FetchResponse::decode(&mut wire.slice(4..), 16).expect("decode");
+        for (p, &(position, len)) in decoded.responses[0].partitions.iter().zip(&ranges) {
+            assert_eq!(
+                p.records.as_deref(),
+                Some(&content[position as usize..][..len])
+            );
         }
     }
 }
