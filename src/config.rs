@@ -10,15 +10,17 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::log::LogConfig;
 
+mod listeners;
+pub use listeners::{Listener, ListenerSettings, Listeners};
+
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address the client listener binds (`listeners`).
-    pub listen: SocketAddr,
-    /// Host and port clients are told to connect to (`advertised.listeners`).
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// The listener keys as given; `listeners` is resolved from them when loading.
+    pub listener_settings: ListenerSettings,
+    /// Every listener served, each with its advertised endpoint.
+    pub listeners: Listeners,
     /// `node.id` / `broker.id`.
     pub node_id: i32,
     /// `log.dirs`: Runnel uses the first directory.
@@ -50,7 +52,36 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Where each value came from: key → (value, source), for DescribeConfigs.
     pub explicit: BTreeMap<String, (String, Source)>,
+    /// Keys given that Runnel does not act on, listed once at start-up.
+    pub ignored: Vec<String>,
 }
+
+/// Where the values nobody set come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defaults {
+    /// Runnel's own: one node on 127.0.0.1:9092, data in ./runnel-data.
+    Runnel,
+    /// Those of Kafka's docker images, for `runnel serve --image-defaults` in Runnel's image.
+    KafkaImage,
+}
+
+/// Where Kafka's images keep the log (and declare their volume).
+pub const IMAGE_DATA_DIR: &str = "/var/lib/kafka/data";
+
+/// The single-node broker and controller Kafka's image runs when no variable configures it:
+/// reachable from the host through a published port 9092.
+const IMAGE_SINGLE_NODE: &[(&str, &str)] = &[
+    ("process.roles", "broker,controller"),
+    ("node.id", "1"),
+    ("controller.quorum.voters", "1@localhost:9093"),
+    ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+    ("advertised.listeners", "PLAINTEXT://localhost:9092"),
+    ("controller.listener.names", "CONTROLLER"),
+    (
+        "listener.security.protocol.map",
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ),
+];
 
 /// A voter of `controller.quorum.voters`: `id@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,12 +105,6 @@ pub struct ClusterConfig {
     pub broker: bool,
     /// `controller.quorum.voters`; empty: a quorum of this node alone.
     pub voters: Vec<Voter>,
-    /// `controller.listener.names`.
-    pub controller_listener_names: Vec<String>,
-    /// Every listener of `listeners`, as `NAME://host:port`.
-    pub listeners: String,
-    /// Where the controller listener binds, from `listeners` and `controller.listener.names`.
-    pub controller_listen: Option<SocketAddr>,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `metadata.log.dir` (default: the first log dir).
@@ -110,9 +135,6 @@ impl Default for ClusterConfig {
             controller: true,
             broker: true,
             voters: Vec::new(),
-            controller_listener_names: vec!["CONTROLLER".to_string()],
-            listeners: String::new(),
-            controller_listen: None,
             rack: None,
             metadata_log_dir: None,
             heartbeat_interval_ms: 2000,
@@ -161,7 +183,6 @@ pub enum Source {
 /// warned about, so a docker-compose file written for Kafka starts quietly.
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "controller.quorum.bootstrap.servers",
-    "inter.broker.listener.name",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
@@ -184,9 +205,17 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            advertised_host: "127.0.0.1".to_string(),
-            advertised_port: 9092,
+            listener_settings: ListenerSettings::default(),
+            listeners: Listeners {
+                client: vec![Listener {
+                    name: "PLAINTEXT".to_string(),
+                    bind: SocketAddr::from(([127, 0, 0, 1], 9092)),
+                    advertised_host: "127.0.0.1".to_string(),
+                    advertised_port: 9092,
+                }],
+                controller: None,
+                inter_broker: "PLAINTEXT".to_string(),
+            },
             node_id: 1,
             log_dir: PathBuf::from("./runnel-data"),
             num_partitions: 1,
@@ -203,28 +232,9 @@ impl Default for Config {
             max_open_segment_files: crate::log::manager::DEFAULT_OPEN_FILES,
             cluster: ClusterConfig::default(),
             explicit: BTreeMap::new(),
+            ignored: Vec::new(),
         }
     }
-}
-
-/// `PLAINTEXT://host:port[,NAME://host:port]` → the first listener that is not the controller's.
-fn parse_listener(v: &str) -> anyhow::Result<(String, u16)> {
-    let first = v
-        .split(',')
-        .map(str::trim)
-        .find(|l| !l.to_ascii_uppercase().starts_with("CONTROLLER"))
-        .ok_or_else(|| anyhow!("no client listener in {v:?}"))?;
-    let addr = first.split_once("://").map_or(first, |(_, a)| a);
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("listener {first:?} has no port"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("bad port in listener {first:?}"))?;
-    Ok((
-        host.trim_matches(|c| c == '[' || c == ']').to_string(),
-        port,
-    ))
 }
 
 fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> anyhow::Result<T> {
@@ -269,45 +279,18 @@ pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
 impl Config {
     /// Applies one `server.properties` key. Returns false for a key Runnel does not know.
     pub fn set(&mut self, key: &str, v: &str) -> anyhow::Result<bool> {
-        let advertised_explicit = self.explicit.contains_key("advertised.listeners");
+        let l = &mut self.listener_settings;
         match key {
-            "listeners" => {
-                self.cluster.listeners = v.to_string();
-                // A controller-only node has no client listener.
-                if v.split(',')
-                    .all(|l| l.trim().to_ascii_uppercase().starts_with("CONTROLLER"))
-                {
-                    return Ok(true);
-                }
-                let (host, port) = parse_listener(v)?;
-                let bind_host = if host.is_empty() {
-                    "0.0.0.0"
-                } else {
-                    host.as_str()
-                };
-                self.listen = format!("{bind_host}:{port}")
-                    .parse()
-                    .or_else(|_| -> anyhow::Result<SocketAddr> {
-                        use std::net::ToSocketAddrs;
-                        format!("{bind_host}:{port}")
-                            .to_socket_addrs()?
-                            .next()
-                            .ok_or_else(|| anyhow!("cannot resolve {bind_host}"))
-                    })
-                    .with_context(|| format!("bad listeners value {v:?}"))?;
-                if !advertised_explicit {
-                    self.advertised_host = if host.is_empty() || host == "0.0.0.0" {
-                        "127.0.0.1".to_string()
-                    } else {
-                        host
-                    };
-                    self.advertised_port = i32::from(port);
-                }
-            }
-            "advertised.listeners" | "advertised.host.name" => {
-                let (host, port) = parse_listener(v)?;
-                self.advertised_host = host;
-                self.advertised_port = i32::from(port);
+            "listeners" => l.listeners = v.to_string(),
+            "advertised.listeners" => l.advertised = Some(v.to_string()),
+            "listener.security.protocol.map" => l.protocol_map = Some(v.to_string()),
+            "inter.broker.listener.name" => l.inter_broker = Some(v.to_string()),
+            "controller.listener.names" => {
+                l.controller_names = v
+                    .split(',')
+                    .map(|n| n.trim().to_ascii_uppercase())
+                    .filter(|n| !n.is_empty())
+                    .collect()
             }
             "node.id" | "broker.id" => self.node_id = parse_num(key, v)?,
             "log.dirs" | "log.dir" => {
@@ -342,22 +325,6 @@ impl Config {
                 self.cluster.controller = roles.iter().any(|r| r == "controller");
             }
             "controller.quorum.voters" => self.cluster.voters = parse_voters(v)?,
-            "controller.listener.names" => {
-                self.cluster.controller_listener_names = v
-                    .split(',')
-                    .map(|n| n.trim().to_ascii_uppercase())
-                    .collect()
-            }
-            "listener.security.protocol.map" => {
-                for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let (_, proto) = pair.split_once(':').ok_or_else(|| {
-                        anyhow!("listener.security.protocol.map: {pair:?} is not NAME:PROTOCOL")
-                    })?;
-                    if !proto.trim().eq_ignore_ascii_case("PLAINTEXT") {
-                        bail!("listener.security.protocol.map: {pair:?}: only PLAINTEXT is supported yet");
-                    }
-                }
-            }
             "broker.rack" => self.cluster.rack = Some(v.to_string()).filter(|r| !r.is_empty()),
             "metadata.log.dir" => self.cluster.metadata_log_dir = Some(PathBuf::from(v)),
             "broker.heartbeat.interval.ms" => {
@@ -449,11 +416,15 @@ impl Config {
     }
 
     fn apply(&mut self, key: &str, v: &str, source: Source) -> anyhow::Result<()> {
-        if self.set(key, v)? {
+        let known = self.set(key, v)?;
+        if known {
             self.explicit
                 .insert(key.to_string(), (v.to_string(), source));
-        } else {
-            tracing::warn!(key, source = ?source, "unknown configuration key ignored");
+        }
+        if (!known || ACCEPTED_WITHOUT_EFFECT.contains(&key))
+            && !self.ignored.iter().any(|k| k == key)
+        {
+            self.ignored.push(key.to_string());
         }
         Ok(())
     }
@@ -467,11 +438,38 @@ impl Config {
     }
 
     pub fn load(
+        defaults: Defaults,
         properties_file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
         flags: &[(String, String)],
     ) -> anyhow::Result<Self> {
         let mut c = Config::default();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        // (variable, key, value) of each variable naming a broker key.
+        let env: Vec<(String, String, String)> = env
+            .into_iter()
+            .filter_map(|(var, v)| {
+                let key = match var.as_str() {
+                    "CLUSTER_ID" => "cluster.id".to_string(),
+                    // They describe the image and the JVM, not the broker.
+                    "KAFKA_VERSION" | "KAFKA_HOME" | "KAFKA_OPTS" | "KAFKA_HEAP_OPTS"
+                    | "KAFKA_JMX_OPTS" | "KAFKA_LOG4J_OPTS" => return None,
+                    _ => env_key_to_property(&var)?,
+                };
+                Some((var, key, v))
+            })
+            .collect();
+        if defaults == Defaults::KafkaImage {
+            c.set("log.dirs", IMAGE_DATA_DIR)?;
+            // Kafka's images run their stock single-node properties only when no variable
+            // configures the broker.
+            if properties_file.is_none() && env.iter().all(|(var, ..)| var == "CLUSTER_ID") {
+                for (k, v) in IMAGE_SINGLE_NODE {
+                    c.set(k, v)?;
+                }
+            }
+        }
         if let Some(path) = properties_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -479,29 +477,9 @@ impl Config {
                 c.apply(&k, &v, Source::File)?;
             }
         }
-        let mut env: Vec<(String, String)> = env.into_iter().collect();
-        env.sort();
-        for (var, v) in env {
-            if var == "CLUSTER_ID" {
-                c.apply("cluster.id", &v, Source::Env)?;
-                continue;
-            }
-            // KAFKA_VERSION, KAFKA_HOME, ... describe the image, not the broker.
-            if matches!(
-                var.as_str(),
-                "KAFKA_VERSION"
-                    | "KAFKA_HOME"
-                    | "KAFKA_OPTS"
-                    | "KAFKA_HEAP_OPTS"
-                    | "KAFKA_JMX_OPTS"
-                    | "KAFKA_LOG4J_OPTS"
-            ) {
-                continue;
-            }
-            if let Some(key) = env_key_to_property(&var) {
-                c.apply(&key, &v, Source::Env)
-                    .with_context(|| format!("from environment variable {var}"))?;
-            }
+        for (var, key, v) in env {
+            c.apply(&key, &v, Source::Env)
+                .with_context(|| format!("from environment variable {var}"))?;
         }
         for (k, v) in flags {
             c.apply(k, v, Source::Flag)?;
@@ -518,16 +496,12 @@ impl Config {
     /// Resolves the controller listener and checks the quorum settings; each failure is one
     /// line naming the key.
     fn check_cluster(&mut self) -> anyhow::Result<()> {
-        let c = &mut self.cluster;
+        self.listeners = listeners::resolve(&self.listener_settings)?;
+        let c = &self.cluster;
         if c.broker && !c.controller && c.voters.is_empty() {
             bail!("process.roles=broker needs controller.quorum.voters to find the controllers");
         }
-        if c.broker
-            && !c.listeners.is_empty()
-            && c.listeners
-                .split(',')
-                .all(|l| l.trim().to_ascii_uppercase().starts_with("CONTROLLER"))
-        {
+        if c.broker && self.listeners.client.is_empty() {
             bail!("listeners has no client listener, which process.roles=broker needs");
         }
         let mut ids: Vec<i32> = c.voters.iter().map(|v| v.id).collect();
@@ -547,34 +521,11 @@ impl Config {
                 self.node_id
             );
         }
-        let names = &c.controller_listener_names;
-        let controller = c.listeners.split(',').map(str::trim).find(|l| {
-            l.split_once("://")
-                .is_some_and(|(n, _)| names.iter().any(|m| m.eq_ignore_ascii_case(n)))
-        });
-        c.controller_listen = match controller {
-            Some(l) => {
-                let addr = l.split_once("://").map_or(l, |(_, a)| a);
-                let (host, port) = addr
-                    .rsplit_once(':')
-                    .ok_or_else(|| anyhow!("listeners: {l:?} has no port"))?;
-                let host = if host.is_empty() { "0.0.0.0" } else { host };
-                let text = format!("{host}:{port}");
-                use std::net::ToSocketAddrs;
-                Some(
-                    text.to_socket_addrs()
-                        .ok()
-                        .and_then(|mut a| a.next())
-                        .ok_or_else(|| anyhow!("listeners: cannot resolve {l:?}"))?,
-                )
-            }
-            None => None,
-        };
-        if c.controller && (c.voters.len() > 1 || !c.broker) && c.controller_listen.is_none() {
+        if c.controller && (c.voters.len() > 1 || !c.broker) && self.listeners.controller.is_none()
+        {
+            let names = self.listener_settings.controller_names.join(",");
             bail!(
-                "listeners has no {} listener, which controller.quorum.voters needs (controller.listener.names={})",
-                names.join(","),
-                names.join(",")
+                "listeners has no {names} listener, which controller.quorum.voters needs (controller.listener.names={names})"
             );
         }
         Ok(())
@@ -600,13 +551,14 @@ mod tests {
             ("PATH".to_string(), "/bin".to_string()),
         ];
         let flags = vec![("num.partitions".to_string(), "5".to_string())];
-        let c = Config::load(Some(&file), env, &flags).expect("config");
+        let c = Config::load(Defaults::Runnel, Some(&file), env, &flags).expect("config");
         assert_eq!(c.num_partitions, 5);
         assert_eq!(c.log.retention_ms, HOUR_MS);
         assert_eq!(c.log.segment_bytes, 1_048_576);
-        assert_eq!(c.listen, "0.0.0.0:19092".parse().expect("addr"));
+        let l = &c.listeners.client[0];
+        assert_eq!(l.bind, "0.0.0.0:19092".parse().expect("addr"));
         assert_eq!(
-            (c.advertised_host.as_str(), c.advertised_port),
+            (l.advertised_host.as_str(), l.advertised_port),
             ("kafka", 9092)
         );
     }
@@ -614,9 +566,10 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         let env = vec![("KAFKA_NUM_PARTITIONS".to_string(), "many".to_string())];
-        let err = Config::load(None, env, &[]).expect_err("bad value");
+        let err = Config::load(Defaults::Runnel, None, env, &[]).expect_err("bad value");
         assert!(format!("{err:#}").contains("KAFKA_NUM_PARTITIONS"));
         assert!(Config::load(
+            Defaults::Runnel,
             None,
             Vec::new(),
             &[("log.segment.bytes".into(), "x".into())]
@@ -658,6 +611,7 @@ impl Config {
     pub fn settings(&self) -> Vec<BrokerSetting> {
         use crate::log::config::ConfigKind::{Boolean, Int, Long, String as Str};
         let g = &self.group;
+        let (listeners, advertised) = self.listeners.describe();
         let mut out: Vec<(
             &'static str,
             String,
@@ -666,18 +620,21 @@ impl Config {
         )> = vec![
             (
                 "listeners",
-                format!("PLAINTEXT://{}", self.listen),
+                listeners,
                 Str,
-                "The address the broker listens on.",
+                "The addresses the broker listens on, one per listener name.",
             ),
             (
                 "advertised.listeners",
-                format!(
-                    "PLAINTEXT://{}:{}",
-                    self.advertised_host, self.advertised_port
-                ),
+                advertised,
                 Str,
-                "The address clients are told to connect to.",
+                "The endpoint of each listener clients are told to connect to.",
+            ),
+            (
+                "inter.broker.listener.name",
+                self.listeners.inter_broker.clone(),
+                Str,
+                "The listener other brokers reach this one on.",
             ),
             (
                 "node.id",

@@ -22,7 +22,7 @@ use runnel::broker::Broker;
 use runnel::client::admin;
 use runnel::client::consumer::{ConsumeOptions, Consumer};
 use runnel::cluster::{registration, Cluster};
-use runnel::config::Config;
+use runnel::config::{Config, Defaults};
 use runnel::metadata::BrokerRegistration;
 
 #[derive(Parser)]
@@ -64,6 +64,44 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Exit 0 if the broker answers ApiVersions, 1 if not (Docker's HEALTHCHECK).
+    Health(HealthArgs),
+}
+
+#[derive(Parser)]
+struct HealthArgs {
+    /// The broker to ask, host:port (default: this machine's broker, from the same
+    /// configuration `serve` reads).
+    #[arg(long = "bootstrap-server", short = 'b')]
+    bootstrap: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    sources: ConfigSources,
+}
+
+/// Where `serve` (and `health`, to find the local broker) read their configuration.
+#[derive(Parser)]
+struct ConfigSources {
+    /// A Kafka server.properties file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Default as Kafka's docker images do: data in /var/lib/kafka/data and, when no KAFKA_*
+    /// variable configures the broker, one node on :9092 advertised as localhost:9092.
+    #[arg(long)]
+    image_defaults: bool,
+}
+
+impl ConfigSources {
+    fn load(&self, flags: &[(String, String)]) -> anyhow::Result<Config> {
+        let defaults = if self.image_defaults {
+            Defaults::KafkaImage
+        } else {
+            Defaults::Runnel
+        };
+        Config::load(defaults, self.config.as_deref(), std::env::vars(), flags)
+    }
 }
 
 #[derive(Subcommand)]
@@ -244,9 +282,8 @@ struct OffsetsArgs {
 
 #[derive(Parser)]
 struct ServeArgs {
-    /// A Kafka server.properties file.
-    #[arg(long, short = 'c')]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    sources: ConfigSources,
     /// Address to listen on, host:port (port 0 picks a free port).
     #[arg(long)]
     listen: Option<String>,
@@ -284,6 +321,8 @@ fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not in `docker logs` or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -294,6 +333,16 @@ fn run() -> anyhow::Result<()> {
         Command::Cluster {
             command: ClusterCommand::Status { server, json },
         } => client_runtime()?.block_on(cli::cluster::status(&server.bootstrap, json)),
+        Command::Health(a) => {
+            let addr = match a.bootstrap {
+                Some(addr) => addr,
+                None => cli::health::local_address(&a.sources.load(&[])?)?,
+            };
+            client_runtime()?.block_on(cli::health::check(
+                &addr,
+                Duration::from_millis(a.timeout_ms),
+            ))
+        }
         Command::Offsets(a) => client_runtime()?.block_on(cli::topics::offsets(
             &a.server.bootstrap,
             &a.topic,
@@ -467,7 +516,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.data {
         flags.push(("log.dirs".into(), d.display().to_string()));
     }
-    let mut config = Config::load(args.config.as_deref(), std::env::vars(), &flags)?;
+    let mut config = args.sources.load(&flags)?;
+    if !config.ignored.is_empty() {
+        tracing::warn!(
+            keys = %config.ignored.join(", "),
+            "settings Runnel accepts without acting on them"
+        );
+    }
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -476,14 +531,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return runtime.block_on(serve_controller_only(config));
     }
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let bound = listener.local_addr()?;
-        if config.listen.port() == 0 && !config.explicit.contains_key("advertised.listeners") {
-            config.advertised_port = i32::from(bound.port());
+        let mut listeners = Vec::with_capacity(config.listeners.client.len());
+        for l in &mut config.listeners.client {
+            let socket = tokio::net::TcpListener::bind(l.bind)
+                .await
+                .with_context(|| format!("binding listener {} on {}", l.name, l.bind))?;
+            let bound = socket.local_addr()?;
+            // Port 0 asks for any free port: advertise the one taken.
+            if l.advertised_port == 0 {
+                l.advertised_port = i32::from(bound.port());
+            }
+            tracing::info!(listener = %l.name, %bound, advertised = %format!("{}:{}", l.advertised_host, l.advertised_port), "listening");
+            listeners.push((l.name.clone(), socket, bound));
         }
-        let controller_listener = match config.cluster.controller_listen {
+        let bound = listeners
+            .first()
+            .map(|(.., b)| *b)
+            .ok_or_else(|| anyhow!("no client listener"))?;
+        let controller_listener = match config.listeners.controller {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
                     .await
@@ -497,8 +562,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let registration = BrokerRegistration {
             id: config.node_id,
             incarnation: uuid::Uuid::new_v4(),
-            host: config.advertised_host.clone(),
-            port: config.advertised_port,
+            endpoints: config
+                .listeners
+                .client
+                .iter()
+                .map(|l| runnel::metadata::Endpoint {
+                    listener: l.name.clone(),
+                    host: l.advertised_host.clone(),
+                    port: l.advertised_port,
+                })
+                .collect(),
             rack: config.cluster.rack.clone(),
             fenced: false,
         };
@@ -541,7 +614,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             let _ = stop_tx.send(true);
         };
-        let served = runnel::net::server::run(listener, broker, shutdown).await;
+        let listeners = listeners.into_iter().map(|(n, s, _)| (n, s)).collect();
+        let served = runnel::net::server::run(listeners, broker, shutdown).await;
         cluster.shutdown().await;
         served
     })
@@ -551,8 +625,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// with no client listener and no partitions.
 async fn serve_controller_only(config: Config) -> anyhow::Result<()> {
     let addr = config
-        .cluster
-        .controller_listen
+        .listeners
+        .controller
         .ok_or_else(|| anyhow!("a controller needs a CONTROLLER listener in listeners"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -439,3 +439,67 @@ async fn topics_and_data_survive_a_clean_restart() {
     assert_eq!(md.topics()[0].partitions().len(), 2);
     assert_eq!(consume_all(&broker.addr, "kept", 2, 50).len(), 50);
 }
+
+/// Two listeners configured by KAFKA_* variables as a compose file sets them: each is served,
+/// Metadata names the broker by the endpoint of the listener the client arrived on, librdkafka
+/// produces through one and consumes through the other, and `runnel health` finds the broker
+/// from the same variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_is_served_and_advertises_its_own_endpoint() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+    };
+    let (internal, external) = (free(), free());
+    let env = [
+        (
+            "KAFKA_LISTENERS",
+            format!("INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external}"),
+        ),
+        (
+            "KAFKA_ADVERTISED_LISTENERS",
+            format!("INTERNAL://127.0.0.1:{internal},EXTERNAL://localhost:{external}"),
+        ),
+        (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT".to_string(),
+        ),
+        ("KAFKA_INTER_BROKER_LISTENER_NAME", "INTERNAL".to_string()),
+        ("KAFKA_NUM_PARTITIONS", "2".to_string()),
+    ];
+    let broker = BrokerProcess::start_env(&env);
+    assert_eq!(broker.addr, format!("127.0.0.1:{internal}"));
+    for (port, host) in [(internal, "127.0.0.1"), (external, "localhost")] {
+        let c = consumer(&format!("127.0.0.1:{port}"));
+        let md = c.fetch_metadata(None, TIMEOUT).expect("metadata");
+        let b = &md.brokers()[0];
+        assert_eq!((b.host(), b.port()), (host, i32::from(port)), "via {port}");
+    }
+    let p = producer(&format!("localhost:{external}"), &[]);
+    for i in 0..10 {
+        p.send(
+            FutureRecord::<(), _>::to("dual").payload(&format!("v{i}")),
+            TIMEOUT,
+        )
+        .await
+        .expect("produce through the external listener");
+    }
+    let values = consume_all(&broker.addr, "dual", 2, 10);
+    assert_eq!(values.len(), 10);
+
+    let health = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("health")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("runnel health")
+            .status
+            .success()
+    };
+    assert!(health(&[]), "health finds the broker from KAFKA_LISTENERS");
+    let closed = format!("127.0.0.1:{}", free());
+    assert!(!health(&["-b", &closed]), "nothing listens there");
+}

@@ -120,18 +120,22 @@ impl Broker {
         &self,
         req: DescribeClusterRequest,
         version: i16,
+        listener: &str,
     ) -> DescribeClusterResponse {
         // Endpoint type 1 is brokers; 2 (controllers, KIP-919) has no separate answer here.
         let brokers = self
             .metadata
             .image()
             .live_brokers()
-            .map(|b| {
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id))
-                    .with_host(s(&b.host))
-                    .with_port(b.port)
-                    .with_rack(b.rack.as_deref().map(s))
+            .filter_map(|b| {
+                let at = b.endpoint(listener)?;
+                Some(
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id))
+                        .with_host(s(&at.host))
+                        .with_port(at.port)
+                        .with_rack(b.rack.as_deref().map(s)),
+                )
             })
             .collect();
         let resp = DescribeClusterResponse::default()

@@ -71,7 +71,13 @@ fn diverging_epoch(
 impl Broker {
     /// The response, with the record batches it carries left in their files (see
     /// `protocol::response`).
-    pub async fn fetch(&self, req: FetchRequest, version: i16) -> (FetchResponse, FileRecords) {
+    /// `listener`: the one the request arrived on, whose endpoints leader hints name.
+    pub async fn fetch(
+        &self,
+        req: FetchRequest,
+        version: i16,
+        listener: &str,
+    ) -> (FetchResponse, FileRecords) {
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -79,7 +85,7 @@ impl Broker {
             let notified = self.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (response, files, bytes, errored) = self.fetch_once(&req, version);
+            let (response, files, bytes, errored) = self.fetch_once(&req, version, listener);
             let done = bytes >= req.min_bytes.max(0) as usize
                 || errored
                 || tokio::time::Instant::now() >= deadline;
@@ -99,6 +105,7 @@ impl Broker {
         &self,
         req: &FetchRequest,
         version: i16,
+        listener: &str,
     ) -> (FetchResponse, FileRecords, usize, bool) {
         let mut budget = if req.max_bytes > 0 {
             req.max_bytes as usize
@@ -254,7 +261,7 @@ impl Broker {
                 .with_session_id(0)
                 .with_responses(topics)
                 .with_node_endpoints(
-                    Self::endpoints(&image, &leaders)
+                    Self::endpoints(&image, &leaders, listener)
                         .into_iter()
                         .map(|(id, host, port, rack)| {
                             NodeEndpoint::default()

@@ -38,6 +38,7 @@ impl Broker {
         &self,
         key_type: i8,
         key: &str,
+        listener: &str,
     ) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
         match key_type {
             KEY_TYPE_GROUP => {
@@ -54,14 +55,20 @@ impl Broker {
                     .partition(OFFSETS_TOPIC, p)
                     .and_then(|r| image.live_broker(r.leader))
                     .ok_or(ResponseError::CoordinatorNotAvailable)?;
-                Ok((BrokerId(leader.id), s(&leader.host), leader.port))
+                let at = leader
+                    .endpoint(listener)
+                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
+                Ok((BrokerId(leader.id), s(&at.host), at.port))
             }
             // Transactions are answered by InitProducerId (not supported yet), not here.
-            KEY_TYPE_TRANSACTION => Ok((
-                self.node_id(),
-                s(&self.config.advertised_host),
-                self.config.advertised_port,
-            )),
+            KEY_TYPE_TRANSACTION => {
+                let at = self
+                    .config
+                    .listeners
+                    .find(listener)
+                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
+                Ok((self.node_id(), s(&at.advertised_host), at.advertised_port))
+            }
             _ => Err(ResponseError::InvalidRequest),
         }
     }
@@ -70,22 +77,25 @@ impl Broker {
         &self,
         req: FindCoordinatorRequest,
         version: i16,
+        listener: &str,
     ) -> FindCoordinatorResponse {
         if version >= 4 {
             let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
             for key in &req.coordinator_keys {
                 let c = Coordinator::default().with_key(key.clone());
-                coordinators.push(match self.coordinator_for(req.key_type, key).await {
-                    Ok((id, host, port)) => c.with_node_id(id).with_host(host).with_port(port),
-                    Err(e) => c
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(e.code()),
-                });
+                coordinators.push(
+                    match self.coordinator_for(req.key_type, key, listener).await {
+                        Ok((id, host, port)) => c.with_node_id(id).with_host(host).with_port(port),
+                        Err(e) => c
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(e.code()),
+                    },
+                );
             }
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
-        match self.coordinator_for(req.key_type, &req.key).await {
+        match self.coordinator_for(req.key_type, &req.key, listener).await {
             Ok((id, host, port)) => FindCoordinatorResponse::default()
                 .with_node_id(id)
                 .with_host(host)

@@ -20,7 +20,14 @@ use crate::protocol::errors;
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 impl Broker {
-    pub async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
+    /// Brokers are listed with their endpoints on `listener`, the listener the request
+    /// arrived on, as Kafka answers.
+    pub async fn metadata(
+        &self,
+        req: MetadataRequest,
+        version: i16,
+        listener: &str,
+    ) -> MetadataResponse {
         let allow_create =
             self.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
         let topics = match req.topics {
@@ -57,12 +64,15 @@ impl Broker {
             .metadata
             .image()
             .live_brokers()
-            .map(|b| {
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(b.host.clone()))
-                    .with_port(b.port)
-                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+            .filter_map(|b| {
+                let at = b.endpoint(listener)?;
+                Some(
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(StrBytes::from_string(at.host.clone()))
+                        .with_port(at.port)
+                        .with_rack(b.rack.clone().map(StrBytes::from_string)),
+                )
             })
             .collect();
         MetadataResponse::default()

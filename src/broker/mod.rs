@@ -288,16 +288,18 @@ impl Broker {
     pub fn endpoints(
         image: &MetadataImage,
         ids: &std::collections::BTreeSet<i32>,
+        listener: &str,
     ) -> Vec<(BrokerId, StrBytes, i32, Option<StrBytes>)> {
         ids.iter()
             .filter_map(|id| image.live_broker(*id))
-            .map(|b| {
-                (
+            .filter_map(|b| {
+                let at = b.endpoint(listener)?;
+                Some((
                     BrokerId(b.id),
-                    StrBytes::from_string(b.host.clone()),
-                    b.port,
+                    StrBytes::from_string(at.host.clone()),
+                    at.port,
                     b.rack.clone().map(StrBytes::from_string),
-                )
+                ))
             })
             .collect()
     }

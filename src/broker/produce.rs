@@ -50,7 +50,13 @@ fn failed_with_hint(
 }
 
 impl Broker {
-    pub async fn produce(&self, req: ProduceRequest, version: i16) -> ProduceResponse {
+    /// `listener`: the one the request arrived on, whose endpoints leader hints name.
+    pub async fn produce(
+        &self,
+        req: ProduceRequest,
+        version: i16,
+        listener: &str,
+    ) -> ProduceResponse {
         let mut appended = false;
         let image = self.metadata.image();
         let mut leaders = BTreeSet::new();
@@ -175,7 +181,7 @@ impl Broker {
                     failed_with_hint(e, &image, log.topic(), log.partition(), &mut leaders);
             }
         }
-        let node_endpoints = Self::endpoints(&self.metadata.image(), &leaders)
+        let node_endpoints = Self::endpoints(&self.metadata.image(), &leaders, listener)
             .into_iter()
             .map(|(id, host, port, rack)| {
                 NodeEndpoint::default()

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod groups;
+pub mod health;
 pub mod table;
 pub mod topics;
 

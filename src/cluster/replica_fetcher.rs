@@ -80,7 +80,8 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             .metadata
             .image()
             .live_broker(leader)
-            .map(|b| format!("{}:{}", b.host, b.port));
+            .and_then(|b| b.endpoint(&broker.config.listeners.inter_broker))
+            .map(|e| format!("{}:{}", e.host, e.port));
         let Some(addr) = addr else {
             tokio::time::sleep(backoff).await;
             continue;

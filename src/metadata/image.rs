@@ -287,8 +287,11 @@ mod tests {
         MetadataRecord::RegisterBroker(BrokerRegistration {
             id,
             incarnation: Uuid::new_v4(),
-            host: "127.0.0.1".into(),
-            port: 9000 + id,
+            endpoints: vec![super::super::records::Endpoint {
+                listener: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + id,
+            }],
             rack: None,
             fenced: false,
         })

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use image::MetadataImage;
-pub use records::{BrokerRegistration, MetadataRecord, PartitionRegistration};
+pub use records::{BrokerRegistration, Endpoint, MetadataRecord, PartitionRegistration};
 
 use uuid::Uuid;
 

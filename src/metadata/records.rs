@@ -17,12 +17,30 @@ pub struct BrokerRegistration {
     pub id: i32,
     /// New at every start of the process: a registration with another incarnation is a restart.
     pub incarnation: Uuid,
-    /// The endpoint clients are told (`advertised.listeners`).
-    pub host: String,
-    pub port: i32,
+    /// One advertised endpoint per client listener (`advertised.listeners`). Records written
+    /// before listeners had names lack it; such a broker is listed again once it re-registers,
+    /// which it does at every start.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
     /// A fenced broker leads nothing and is not listed to clients.
     pub fenced: bool,
+}
+
+/// Where clients that arrived on `listener` reach a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerRegistration {
+    /// The endpoint Kafka answers a request that arrived on `listener` with: the broker's
+    /// listener of the same name (a broker without one is left out of such answers).
+    pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.listener == listener)
+    }
 }
 
 /// One partition's replicas and leadership (Kafka's PartitionRegistration).

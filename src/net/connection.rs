@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::net::framing::{self, FrameError};
 use crate::net::send::send_frame;
-use crate::protocol::dispatch::{self, Outcome};
+use crate::protocol::dispatch::{self, Outcome, RequestContext};
 
 /// Why a connection ended, for the debug log.
 #[derive(Debug)]
@@ -24,11 +24,21 @@ enum End {
     Io(std::io::Error),
 }
 
-pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Serves a connection accepted on `listener` (its name).
+pub async fn serve(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    listener: Arc<str>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
-    match run(stream, &broker, &host, &mut shutdown).await {
+    let ctx = RequestContext {
+        peer_host: &host,
+        listener: &listener,
+    };
+    match run(stream, &broker, &ctx, &mut shutdown).await {
         End::Oversized(size) => tracing::warn!(
             ?peer,
             size,
@@ -43,7 +53,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
 async fn run(
     stream: TcpStream,
     broker: &Broker,
-    peer_host: &str,
+    ctx: &RequestContext<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
     let (mut rd, wr) = stream.into_split();
@@ -69,7 +79,7 @@ async fn run(
             Err(FrameError::Oversized(size)) => return End::Oversized(size),
             Err(FrameError::Io(e)) => return End::Io(e),
         };
-        match dispatch::handle(broker, frame, peer_host).await {
+        match dispatch::handle(broker, frame, ctx).await {
             Outcome::Respond(response) => {
                 if let Err(e) = send_frame(wr.as_ref(), &response).await {
                     return End::Io(e);

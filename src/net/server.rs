@@ -18,8 +18,9 @@ const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
 /// Resolution of the group timers (sessions, join and sync deadlines, initial delay).
 const GROUP_TICK: Duration = Duration::from_millis(10);
 
+/// Serves every listener, each `(name, socket)`, until `shutdown` completes.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<(String, TcpListener)>,
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -27,7 +28,44 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(group_timers(broker.clone(), stop_rx.clone()));
-    tokio::pin!(shutdown);
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(name, listener)| {
+            tokio::spawn(accept(
+                listener,
+                name.into(),
+                broker.clone(),
+                slots.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for a in accepting {
+        let _ = a.await;
+    }
+    // Members waiting in JoinGroup/SyncGroup are released so their connections can end.
+    broker.groups.shutdown();
+    let _ = group_timers.await;
+    let total = broker.config.max_connections.max(1) as u32;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(total)).await;
+    let _ = maintenance.await;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.shutdown()).await??;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+/// Accepts connections on one listener until stopped; `max.connections` counts all of them.
+async fn accept(
+    listener: TcpListener,
+    name: Arc<str>,
+    broker: Arc<Broker>,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -39,31 +77,20 @@ pub async fn run(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = stop.changed() => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "max.connections reached: connection refused");
             continue;
         };
         let broker = broker.clone();
-        let stop = stop_rx.clone();
+        let stop = stop.clone();
+        let name = name.clone();
         tokio::spawn(async move {
-            connection::serve(stream, broker, stop).await;
+            connection::serve(stream, broker, name, stop).await;
             drop(permit);
         });
     }
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    // Members waiting in JoinGroup/SyncGroup are released so their connections can end.
-    broker.groups.shutdown();
-    let _ = group_timers.await;
-    let total = broker.config.max_connections.max(1) as u32;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(total)).await;
-    let _ = maintenance.await;
-    let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.shutdown()).await??;
-    tracing::info!("clean shutdown complete");
-    Ok(())
 }
 
 async fn maintain(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {

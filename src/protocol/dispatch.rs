@@ -63,8 +63,15 @@ fn api_versions_fallback(correlation_id: i32) -> Outcome {
     )
 }
 
-/// `peer_host` is the client's address as DescribeGroups shows it (`/127.0.0.1`).
-pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) -> Outcome {
+/// What handlers may know of the connection a request came on (Kafka's RequestContext).
+pub struct RequestContext<'a> {
+    /// The client's address as DescribeGroups shows it (`/127.0.0.1`).
+    pub peer_host: &'a str,
+    /// The listener it arrived on: answers name brokers by their endpoints on it.
+    pub listener: &'a str,
+}
+
+pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContext<'_>) -> Outcome {
     if frame_bytes.len() < 8 {
         return Outcome::Close("request shorter than a header".into());
     }
@@ -98,10 +105,12 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(crate::broker::api_versions::response())
         }
-        RequestKind::Metadata(r) => ResponseKind::Metadata(broker.metadata(r, version).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(broker.metadata(r, version, ctx.listener).await)
+        }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let resp = broker.produce(r, version).await;
+            let resp = broker.produce(r, version, ctx.listener).await;
             if acks == 0 {
                 let failed = resp
                     .responses
@@ -117,7 +126,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
             ResponseKind::Produce(resp)
         }
         RequestKind::Fetch(r) => {
-            let (response, files) = broker.fetch(r, version).await;
+            let (response, files) = broker.fetch(r, version, ctx.listener).await;
             return frame(
                 header.correlation_id,
                 api_key.response_header_version(version),
@@ -140,12 +149,12 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
             ResponseKind::InitProducerId(broker.init_producer_id(r, version).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(broker.find_coordinator(r, version).await)
+            ResponseKind::FindCoordinator(broker.find_coordinator(r, version, ctx.listener).await)
         }
         RequestKind::JoinGroup(r) => {
             let client = Client {
                 id: header.client_id.as_deref().unwrap_or_default().to_string(),
-                host: peer_host.to_string(),
+                host: ctx.peer_host.to_string(),
             };
             ResponseKind::JoinGroup(broker.join_group(r, version, &client).await)
         }
@@ -182,7 +191,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, peer_host: &str) ->
             ResponseKind::DeleteRecords(broker.delete_records(r, version))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(broker.describe_cluster(r, version))
+            ResponseKind::DescribeCluster(broker.describe_cluster(r, version, ctx.listener))
         }
         RequestKind::DescribeTopicPartitions(r) => {
             ResponseKind::DescribeTopicPartitions(broker.describe_topic_partitions(r, version))

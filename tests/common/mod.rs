@@ -28,6 +28,26 @@ impl BrokerProcess {
         b
     }
 
+    /// Configured by `KAFKA_*` variables alone, as a docker image is: `addr` is the first
+    /// listener's.
+    pub fn start_env(env: &[(&str, String)]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut vars: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        vars.push(("KAFKA_LOG_DIRS".into(), data.display().to_string()));
+        let (child, addr) = spawn_with(&[], &vars);
+        Self {
+            child: Some(child),
+            addr,
+            data,
+            extra: Vec::new(),
+            _tmp: Some(tmp),
+        }
+    }
+
     pub fn start_in(data: &Path, extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, addr) = spawn(data, &extra, "127.0.0.1:0");
@@ -75,15 +95,23 @@ impl Drop for BrokerProcess {
 }
 
 fn spawn(data: &Path, extra: &[String], listen: &str) -> (Child, String) {
+    let mut args = vec![
+        "--listen".to_string(),
+        listen.to_string(),
+        "--data".to_string(),
+        data.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    spawn_with(&args, &[])
+}
+
+fn spawn_with(args: &[String], env: &[(String, String)]) -> (Child, String) {
     // The same port may still be in TIME_WAIT-free transition right after a kill: retry briefly.
     for attempt in 0..50 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .arg("serve")
-            .arg("--listen")
-            .arg(listen)
-            .arg("--data")
-            .arg(data)
-            .args(extra)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUNNEL_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
