@@ -1,9 +1,11 @@
 //! Runnel: a Kafka-wire-compatible event-streaming broker.
 //!
-//! A request's path: `net` reads a length-prefixed frame → `protocol` decodes the header and
+//! A request's path: `net` accepts it on one of the listeners and reads a length-prefixed
+//! frame → `protocol` decodes the header and
 //! body into kafka-protocol's typed request and dispatches it → a handler in `broker` does the
 //! work against `log` (partitions on disk), `metadata` (the image: brokers, topics, leaders) and
-//! `group` (consumer groups, which keeps its state in the log) → the typed
+//! `group` (consumer groups, which keeps its state in the log); answers that name brokers use
+//! their endpoints on the request's listener (`protocol::dispatch::RequestContext`) → the typed
 //! response goes back through `protocol` to bytes, except fetched records: the log hands out
 //! file slices, `protocol::response` leaves them out of the encoded frame and `net::send`
 //! sends them from the page cache with sendfile. Admin changes go from the handler to the
@@ -15,7 +17,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment |
+//! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment, Kafka's image defaults; the listeners resolved |
 //! | `cluster` | the controller quorum (openraft), controller listener, active controller, broker registration, replica fetcher, ISR changes |
 //! | `log` | storage engine: segments, indexes, file slices for zero-copy reads, recovery, retention |
 //! | `group` | consumer groups, rebalances, committed offsets (`__consumer_offsets`) |
@@ -23,7 +25,7 @@
 //! | `producer` | producer ids and idempotence state (sequence checks, duplicates) |
 //! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping, response frames with records left in files |
 //! | `broker` | one handler file per API family; the replica manager, each led partition's follower state and high watermark, the acks=all purgatory |
-//! | `net` | listener, connection loop, framing, sending a response (sendfile for records) |
+//! | `net` | every listener, connection loop, framing, sending a response (sendfile for records) |
 //! | `client` | the wire client: the CLI's commands, and the replica fetcher's connection to a leader |
 #![deny(unsafe_code)]
 
