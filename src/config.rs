@@ -564,6 +564,41 @@ mod tests {
     }
 
     #[test]
+    fn keys_without_effect_are_listed_once() {
+        let env = vec![
+            ("KAFKA_JMX_PORT".to_string(), "9999".to_string()),
+            ("KAFKA_SOME_FUTURE_KEY".to_string(), "1".to_string()),
+        ];
+        let flags = vec![("some.future.key".to_string(), "2".to_string())];
+        let c = Config::load(Defaults::Runnel, None, env, &flags).expect("config");
+        assert_eq!(c.ignored, ["jmx.port", "some.future.key"]);
+    }
+
+    #[test]
+    fn image_defaults_apply_only_without_kafka_variables() {
+        let c = Config::load(Defaults::KafkaImage, None, Vec::new(), &[]).expect("config");
+        assert_eq!(c.log_dir, PathBuf::from(IMAGE_DATA_DIR));
+        let l = &c.listeners.client[0];
+        assert_eq!(
+            (l.advertised_host.as_str(), l.advertised_port),
+            ("localhost", 9092)
+        );
+        assert!(c.listeners.controller.is_some());
+        let env = vec![(
+            "KAFKA_LISTENERS".to_string(),
+            "PLAINTEXT://127.0.0.1:19092".to_string(),
+        )];
+        let c = Config::load(Defaults::KafkaImage, None, env, &[]).expect("config");
+        assert_eq!(c.log_dir, PathBuf::from(IMAGE_DATA_DIR));
+        let l = &c.listeners.client[0];
+        assert_eq!(
+            (l.advertised_host.as_str(), l.advertised_port),
+            ("127.0.0.1", 19092)
+        );
+        assert!(c.listeners.controller.is_none());
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         let env = vec![("KAFKA_NUM_PARTITIONS".to_string(), "many".to_string())];
         let err = Config::load(Defaults::Runnel, None, env, &[]).expect_err("bad value");

@@ -228,6 +228,13 @@ def test_image_defaults_and_a_volume_of_another_cluster(single):
         assert other.returncode != 0
         errors = [line for line in other.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "first-cluster" in errors[0], other.stderr
+        # A value Runnel cannot honour stops start-up with one line naming the key.
+        ssl = sh("docker", "run", "--rm", "-e", "KAFKA_LISTENERS=SSL://:9094", IMAGE,
+                 timeout=60, check=False)
+        assert ssl.returncode != 0
+        assert [line for line in ssl.stderr.splitlines() if line.startswith("error:")] == [
+            "error: listeners: SSL uses the security protocol SSL, which Runnel does not support "
+            "yet (only PLAINTEXT)"], ssl.stderr
     finally:
         sh("docker", "rm", "-f", "-v", name, check=False)
         sh("docker", "volume", "rm", "-f", volume, check=False)

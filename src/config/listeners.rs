@@ -152,7 +152,7 @@ pub fn resolve(s: &ListenerSettings) -> anyhow::Result<Listeners> {
         match protocols.get(name).map(String::as_str) {
             Some("PLAINTEXT") => {}
             Some(p) => bail!(
-                "listener.security.protocol.map: listener {name} uses {p}, which Runnel does not support yet (only PLAINTEXT)"
+                "listeners: {name} uses the security protocol {p}, which Runnel does not support yet (only PLAINTEXT)"
             ),
             None => bail!(
                 "listener.security.protocol.map has no security protocol for listener {name}"
