@@ -3,9 +3,11 @@
 
 1. kill -9 of the quorum leader → a new leader reported by a survivor (DescribeQuorum),
 2. CreateTopics round trip on three nodes (confluent-kafka AdminClient, one topic a request),
-3. restart → serving of one node holding PARTITIONS partitions (clean and after kill -9).
+3. restart → serving of one node holding PARTITIONS partitions (clean and after kill -9),
+4. ElectLeaders (PREFERRED, every partition) giving ELECT partitions back to a restarted node.
 
 Usage: benches/cluster.py [--bin target/release/runnel] [--partitions 10000] [--reps 5]
+                          [--elect 3000]
 Every wait is bounded; the brokers are killed at the end."""
 
 import argparse
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -122,12 +125,51 @@ def restart(binary, partitions):
     return results
 
 
+def preferred(binary, partitions):
+    """Seconds for one ElectLeaders (PREFERRED, all partitions) that moves a third of
+    `partitions` RF=3 partitions back to a node restarted after a controlled shutdown."""
+    with tempfile.TemporaryDirectory() as d:
+        ports = [(free_port(), free_port()) for _ in range(3)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        procs = {i + 1: spawn(binary, f"{d}/n{i + 1}", i + 1, p, c, voters)
+                 for i, (p, c) in enumerate(ports)}
+        for p in procs.values():
+            ready(p)
+        bootstrap = ",".join(f"127.0.0.1:{p}" for p, _ in ports)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("elect", num_partitions=partitions, replication_factor=3)],
+                            operation_timeout=120)["elect"].result(timeout=180)
+        procs[1].terminate()
+        procs[1].wait(timeout=60)
+        procs[1] = spawn(binary, f"{d}/n1", 1, ports[0][0], ports[0][1], voters)
+        ready(procs[1])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            parts = admin.list_topics("elect", timeout=30).topics["elect"].partitions.values()
+            if all(len(p.isrs) == 3 for p in parts):
+                break
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        result = admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout=120)
+        took = time.monotonic() - t0
+        # Asked for every partition, the answer lists those an election was needed for.
+        moved = sum(1 for e in result.values() if e is None)
+        for p in procs.values():
+            p.kill()
+            p.wait()
+    return moved, took
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/runnel")
     ap.add_argument("--partitions", type=int, default=10000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--elect", type=int, default=3000)
     a = ap.parse_args()
+    moved, took = preferred(a.bin, a.elect)
+    print(f"ElectLeaders PREFERRED: {moved} of {a.elect} partitions back to their preferred "
+          f"leader in {took:.2f} s")
     times, rtts = election(a.bin, a.reps)
     print(f"leader kill -9 -> new leader: median {statistics.median(times):.2f} s, "
           f"max {max(times):.2f} s over {len(times)}")

@@ -79,6 +79,20 @@ pub fn place(
         .collect()
 }
 
+/// The error a client is told for a record the image refused.
+fn rejected(r: Rejection) -> TopicError {
+    match r {
+        Rejection::TopicExists(n) => TopicError::AlreadyExists(n),
+        Rejection::UnknownTopic(n) => TopicError::Unknown(n),
+        Rejection::StaleEpoch => {
+            TopicError::StaleEpoch("The partition changed since the request.".into())
+        }
+        Rejection::UnknownBroker(id) => {
+            TopicError::InvalidReplicaAssignment(format!("Unknown broker {id}"))
+        }
+    }
+}
+
 fn fail(e: TopicError) -> ControllerReply {
     ControllerReply::Failed(e)
 }
@@ -123,19 +137,33 @@ impl Controller {
 
     async fn write_done(&self, record: MetadataRecord) -> ControllerReply {
         match self.write(record).await {
-            Ok((Applied::Rejected(r), _)) => fail(match r {
-                Rejection::TopicExists(n) => TopicError::AlreadyExists(n),
-                Rejection::UnknownTopic(n) => TopicError::Unknown(n),
-                Rejection::StaleEpoch => {
-                    TopicError::StaleEpoch("The partition changed since the request.".into())
-                }
-                Rejection::UnknownBroker(id) => {
-                    TopicError::InvalidReplicaAssignment(format!("Unknown broker {id}"))
-                }
-            }),
+            Ok((Applied::Rejected(r), _)) => fail(rejected(r)),
             Ok((_, offset)) => ControllerReply::Done { offset },
             Err(reply) => reply,
         }
+    }
+
+    /// Commits `records` as one entry; each one's outcome, and the entry's offset.
+    async fn write_batch(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<(Vec<Result<(), TopicError>>, u64), ControllerReply> {
+        let n = records.len();
+        let (applied, offset) = self.write(MetadataRecord::Batch(records)).await?;
+        let Applied::Batch(each) = applied else {
+            return Err(fail(TopicError::StaleEpoch(
+                "The metadata log answered a batch with one outcome.".into(),
+            )));
+        };
+        debug_assert_eq!(each.len(), n);
+        let outcomes = each
+            .into_iter()
+            .map(|a| match a {
+                Applied::Rejected(r) => Err(rejected(r)),
+                _ => Ok(()),
+            })
+            .collect();
+        Ok((outcomes, offset))
     }
 
     /// This node's image once it holds everything committed before now, if it leads.
@@ -591,8 +619,8 @@ impl Controller {
                 }
             }
         }
-        for record in elections {
-            let _ = self.write(record).await;
+        if !elections.is_empty() {
+            let _ = self.write_batch(elections).await;
         }
     }
 
@@ -627,8 +655,8 @@ impl Controller {
                 "leader rebalance: preferred replicas lead again"
             );
         }
-        for record in records {
-            let _ = self.write(record).await;
+        if !records.is_empty() {
+            let _ = self.write_batch(records).await;
         }
     }
 
@@ -648,28 +676,42 @@ impl Controller {
                 .flat_map(|t| (0..t.partition_count()).map(|p| (t.name.clone(), p)))
                 .collect()
         });
-        let mut results = Vec::with_capacity(asked.len());
-        let mut offset = image.offset;
+        // Every election of the request commits in one entry of the metadata log.
+        let mut outcomes = Vec::with_capacity(asked.len());
+        let mut records = Vec::new();
         for (topic, partition) in asked {
             let outcome = match image.partition(&topic, partition) {
                 None => Err(TopicError::Unknown(topic.clone())),
-                Some(reg) => match election(image, &topic, partition, reg, unclean) {
-                    Ok(record) => match self.write_done(record).await {
-                        ControllerReply::Done { offset: at } => {
-                            offset = offset.max(at);
-                            Ok(())
-                        }
-                        ControllerReply::Failed(e) => Err(e),
-                        other => return other,
-                    },
-                    Err(e) => Err(e),
-                },
+                Some(reg) => election(image, &topic, partition, reg, unclean).map(|record| {
+                    records.push(record);
+                    records.len() - 1
+                }),
             };
             if all && matches!(outcome, Err(TopicError::ElectionNotNeeded)) {
                 continue;
             }
-            results.push((topic, partition, outcome.err()));
+            outcomes.push((topic, partition, outcome));
         }
+        let (mut written, offset) = if records.is_empty() {
+            (Vec::new(), image.offset)
+        } else {
+            match self.write_batch(records).await {
+                Ok(x) => x,
+                Err(reply) => return reply,
+            }
+        };
+        let results = outcomes
+            .into_iter()
+            .map(|(topic, partition, outcome)| {
+                let error = match outcome {
+                    Ok(i) => written
+                        .get_mut(i)
+                        .and_then(|w| std::mem::replace(w, Ok(())).err()),
+                    Err(e) => Some(e),
+                };
+                (topic, partition, error)
+            })
+            .collect();
         ControllerReply::Elections { results, offset }
     }
 }

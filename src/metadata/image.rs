@@ -187,6 +187,14 @@ impl MetadataImage {
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
             }
+            MetadataRecord::Batch(records) => {
+                return Applied::Batch(
+                    records
+                        .into_iter()
+                        .map(|r| self.apply(r, defaults))
+                        .collect(),
+                );
+            }
             MetadataRecord::ProducerIds { block_size, .. } => {
                 let first = self.next_producer_id;
                 self.next_producer_id += block_size;
@@ -412,6 +420,40 @@ mod tests {
         assert_eq!(stale, Applied::Rejected(Rejection::StaleEpoch));
         assert_eq!(i.apply(elect(3, p0.partition_epoch), &d), Applied::Done);
         let p0 = i.partition("t", 0).expect("p0").clone();
+        assert_eq!((p0.leader, p0.leader_epoch), (3, 2));
+    }
+
+    /// A batch applies its records in order and answers each: a stale election in it fails
+    /// alone, and a later record sees what an earlier one changed.
+    #[test]
+    fn a_batch_answers_each_record_in_order() {
+        let d = LogConfig::default();
+        let mut i = image_with_three();
+        let p0 = i.partition("t", 0).expect("p0").clone();
+        let elect = |leader, partition_epoch| MetadataRecord::ElectLeader {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch,
+            leader,
+        };
+        let out = i.apply(
+            MetadataRecord::Batch(vec![
+                elect(2, p0.partition_epoch),
+                // Written against the epoch before the first election: stale by now.
+                elect(3, p0.partition_epoch),
+                elect(3, p0.partition_epoch + 1),
+            ]),
+            &d,
+        );
+        assert_eq!(
+            out,
+            Applied::Batch(vec![
+                Applied::Done,
+                Applied::Rejected(Rejection::StaleEpoch),
+                Applied::Done
+            ])
+        );
+        let p0 = i.partition("t", 0).expect("p0");
         assert_eq!((p0.leader, p0.leader_epoch), (3, 2));
     }
 

@@ -133,6 +133,10 @@ pub enum MetadataRecord {
         broker: i32,
         block_size: i64,
     },
+    /// Several records in one entry of the log, applied in order, each answered on its own:
+    /// a round of elections commits in one write, as Kafka's controller writes its
+    /// PartitionChangeRecords in one batch.
+    Batch(Vec<MetadataRecord>),
 }
 
 /// What applying a record did, returned to the controller that proposed it.
@@ -145,6 +149,8 @@ pub enum Applied {
     },
     /// The record no longer fits the image (a concurrent change got there first).
     Rejected(Rejection),
+    /// What each record of a Batch answered, in order.
+    Batch(Vec<Applied>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
