@@ -40,6 +40,8 @@ struct Cli {
 enum Command {
     /// Serve Kafka clients (default: 127.0.0.1:9092, data in ./runnel-data).
     Serve(ServeArgs),
+    /// Write records read from stdin or a file, one per line (as kafka-console-producer).
+    Produce(ProduceArgs),
     /// Print a topic's records (by assignment, or as a member of a consumer group).
     Consume(ConsumeArgs),
     /// Consumer groups: list, describe (members, offsets, lag), delete.
@@ -124,6 +126,35 @@ struct Bootstrap {
         default_value = "127.0.0.1:9092"
     )]
     bootstrap: String,
+}
+
+#[derive(Parser)]
+struct ProduceArgs {
+    #[command(flatten)]
+    server: Bootstrap,
+    topic: String,
+    /// Each line is key, this separator, value (kafka-console-producer's parse.key).
+    #[arg(long)]
+    key_separator: Option<String>,
+    /// A header on every record, key=value (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "KEY=VALUE")]
+    headers: Vec<String>,
+    /// Write every record to this partition (default: by key, as Kafka's Java client; keyless
+    /// records round-robin).
+    #[arg(long, short = 'p')]
+    partition: Option<i32>,
+    /// 0, 1, or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// Read the records from this file instead of stdin.
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// Print where each record was written: topic-partition@offset.
+    #[arg(long)]
+    print_offsets: bool,
+    /// How long the broker may take to acknowledge a request.
+    #[arg(long, default_value_t = 30000)]
+    timeout_ms: u64,
 }
 
 #[derive(Parser)]
@@ -326,6 +357,26 @@ fn run() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Produce(a) => {
+            let command = cli::produce::ProduceCommand {
+                options: runnel::client::producer::ProduceOptions {
+                    bootstrap: a.server.bootstrap,
+                    topic: a.topic,
+                    partition: a.partition,
+                    acks: cli::produce::parse_acks(&a.acks)?,
+                    timeout: Duration::from_millis(a.timeout_ms),
+                },
+                key_separator: a.key_separator,
+                headers: a
+                    .headers
+                    .iter()
+                    .map(|h| cli::produce::parse_header(h))
+                    .collect::<anyhow::Result<_>>()?,
+                file: a.file,
+                print_offsets: a.print_offsets,
+            };
+            client_runtime()?.block_on(command.run()).map(drop)
+        }
         Command::Consume(args) => client_runtime()?.block_on(consume(args)),
         Command::Groups { command } => client_runtime()?.block_on(groups(command)),
         Command::Topics { command } => client_runtime()?.block_on(topics(command)),

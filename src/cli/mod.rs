@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod groups;
 pub mod health;
+pub mod produce;
 pub mod table;
 pub mod topics;
 

@@ -79,11 +79,13 @@ impl Connection {
         self.send_version(req, v).await
     }
 
-    pub async fn send_version<R: Request>(
-        &mut self,
-        req: R,
-        version: i16,
-    ) -> anyhow::Result<R::Response> {
+    /// Sends a request the broker does not answer (Produce with acks=0).
+    pub async fn send_no_response<R: Request>(&mut self, req: R) -> anyhow::Result<()> {
+        let v = self.version::<R>()?;
+        self.write_request(req, v).await
+    }
+
+    async fn write_request<R: Request>(&mut self, req: R, version: i16) -> anyhow::Result<()> {
         self.correlation = self.correlation.wrapping_add(1);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -97,7 +99,15 @@ impl Connection {
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await?;
+        Ok(())
+    }
 
+    pub async fn send_version<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> anyhow::Result<R::Response> {
+        self.write_request(req, version).await?;
         framing::release(&mut self.buf);
         let mut body =
             match framing::read_frame(&mut self.stream, &mut self.buf, MAX_RESPONSE).await {

@@ -15,7 +15,6 @@ use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as As
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -25,6 +24,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
+use super::metadata::{check, leader_moved, s, topic_info, TopicInfo};
 use super::Connection;
 
 const SESSION_TIMEOUT_MS: i32 = 10_000;
@@ -43,72 +43,6 @@ pub struct ConsumeOptions {
     pub max_records: Option<u64>,
     /// Stop after this long without a record.
     pub idle_timeout: Option<Duration>,
-}
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn check(code: i16, what: &str) -> anyhow::Result<()> {
-    if code == 0 {
-        return Ok(());
-    }
-    let e = ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
-    bail!("{what}: {e}")
-}
-
-/// One topic as the metadata describes it.
-struct TopicInfo {
-    id: uuid::Uuid,
-    partitions: Vec<i32>,
-    /// Partition → its leader's `host:port` (absent while it has none).
-    leaders: BTreeMap<i32, String>,
-}
-
-async fn topic_info(conn: &mut Connection, topic: &str) -> anyhow::Result<TopicInfo> {
-    let req = MetadataRequest::default()
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))
-        ]))
-        .with_allow_auto_topic_creation(false);
-    let resp = conn.send(req).await?;
-    let t = resp
-        .topics
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("no metadata for {topic}"))?;
-    check(t.error_code, &format!("topic {topic}"))?;
-    let mut partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
-    partitions.sort_unstable();
-    let brokers: HashMap<i32, String> = resp
-        .brokers
-        .iter()
-        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
-        .collect();
-    let leaders = t
-        .partitions
-        .iter()
-        .filter_map(|p| Some((p.partition_index, brokers.get(&p.leader_id.0)?.clone())))
-        .collect();
-    Ok(TopicInfo {
-        id: t.topic_id,
-        partitions,
-        leaders,
-    })
-}
-
-/// Errors after which a partition's leader must be looked up again.
-fn leader_moved(code: i16) -> bool {
-    [
-        ResponseError::NotLeaderOrFollower,
-        ResponseError::LeaderNotAvailable,
-        ResponseError::FencedLeaderEpoch,
-        ResponseError::UnknownLeaderEpoch,
-        ResponseError::UnknownTopicOrPartition,
-    ]
-    .iter()
-    .any(|e| e.code() == code)
 }
 
 /// The group membership of this consumer, shared with the heartbeat task.
@@ -137,7 +71,7 @@ pub struct Consumer {
 impl Consumer {
     pub async fn start(opts: ConsumeOptions) -> anyhow::Result<Self> {
         let mut conn = Connection::connect(&opts.bootstrap).await?;
-        let topic = topic_info(&mut conn, &opts.topic).await?;
+        let topic = topic_info(&mut conn, &opts.topic, false).await?;
         let coordinator = match &opts.group {
             Some(g) => Some(find_coordinator(&mut conn, g).await?),
             None => None,
@@ -490,7 +424,7 @@ impl Consumer {
         }
         if stale {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            self.topic = topic_info(&mut self.conn, &self.opts.topic).await?;
+            self.topic = topic_info(&mut self.conn, &self.opts.topic, false).await?;
         }
         Ok(out)
     }

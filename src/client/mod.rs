@@ -9,5 +9,7 @@
 pub mod admin;
 pub mod connection;
 pub mod consumer;
+pub mod metadata;
+pub mod producer;
 
 pub use connection::Connection;
