@@ -23,8 +23,8 @@ FILES = os.path.join(ROOT, "docker", "compose")
 IMAGE = "runnel"
 
 
-def sh(*cmd, timeout=120, check=True):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def sh(*cmd, timeout=120, check=True, stdin=None):
+    out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr[-2000:]}")
     return out
@@ -62,10 +62,10 @@ class Project:
         sh("docker-compose", "-f", self.file, "-p", self.name, "down", "-v",
            "--remove-orphans", "--timeout", "5", timeout=180, check=False)
 
-    def run(self, *args, timeout=60):
+    def run(self, *args, timeout=60, stdin=None):
         """`runnel ARGS` in a fresh container of the image on the compose network."""
-        return sh("docker", "run", "--rm", "--network", self.network, IMAGE, *args,
-                  timeout=timeout)
+        return sh("docker", "run", "--rm", "-i", "--network", self.network, IMAGE, *args,
+                  timeout=timeout, stdin=stdin)
 
     def logs(self):
         return sh("docker-compose", "-f", self.file, "-p", self.name, "logs", "--no-color",
@@ -197,9 +197,10 @@ def test_single_node_serves_containers_on_the_compose_network(single):
     listed = single.run("topics", "list", "-b", inside).stdout
     assert t in listed
     p = Producer({"bootstrap.servers": HOST})
-    for i in range(40):
+    for i in range(20):
         p.produce(t, value=f"n{i}")
     assert p.flush(30) == 0
+    single.run("produce", t, "-b", inside, stdin="".join(f"n{i}\n" for i in range(20, 40)))
     group = f"g-{t}"
     out = single.run("consume", t, "-b", inside, "--group", group, "--from-beginning",
                      "--max-messages", "40", "--timeout-ms", "15000").stdout
