@@ -26,7 +26,7 @@
 //! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping, response frames with records left in files |
 //! | `broker` | one handler file per API family; the replica manager, each led partition's follower state and high watermark, the acks=all purgatory |
 //! | `net` | every listener, connection loop, framing, sending a response (sendfile for records) |
-//! | `client` | the wire client: the CLI's commands, and the replica fetcher's connection to a leader |
+//! | `client` | the wire client: the CLI's consumer, producer and admin calls, and the replica fetcher's connection to a leader |
 #![deny(unsafe_code)]
 
 pub mod broker;
