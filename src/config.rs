@@ -484,6 +484,9 @@ impl Config {
         for (k, v) in flags {
             c.apply(k, v, Source::Flag)?;
         }
+        if defaults == Defaults::KafkaImage {
+            c.listeners_from_advertised();
+        }
         c.check_cluster()?;
         if c.num_partitions < 1 {
             bail!("num.partitions must be at least 1");
@@ -493,6 +496,30 @@ impl Config {
 }
 
 impl Config {
+    /// Kafka's images, given advertised listeners but no `listeners`, listen on each advertised
+    /// port on every interface (their start script derives one from the other).
+    fn listeners_from_advertised(&mut self) {
+        let l = &mut self.listener_settings;
+        if self.explicit.contains_key("listeners")
+            || !self.explicit.contains_key("advertised.listeners")
+        {
+            return;
+        }
+        let Some(advertised) = &l.advertised else {
+            return;
+        };
+        l.listeners = advertised
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| match (e.split_once("://"), e.rsplit_once(':')) {
+                (Some((name, _)), Some((_, port))) => format!("{name}://0.0.0.0:{port}"),
+                _ => e.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+
     /// Resolves the controller listener and checks the quorum settings; each failure is one
     /// line naming the key.
     fn check_cluster(&mut self) -> anyhow::Result<()> {
@@ -596,6 +623,32 @@ mod tests {
             ("127.0.0.1", 19092)
         );
         assert!(c.listeners.controller.is_none());
+    }
+
+    /// A compose file of Confluent's shape sets advertised listeners only.
+    #[test]
+    fn image_listeners_follow_advertised_ones_when_unset() {
+        let env = vec![
+            (
+                "KAFKA_ADVERTISED_LISTENERS".to_string(),
+                "PLAINTEXT://kafka:29092,PLAINTEXT_HOST://localhost:9092".to_string(),
+            ),
+            (
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP".to_string(),
+                "PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT".to_string(),
+            ),
+        ];
+        let c = Config::load(Defaults::KafkaImage, None, env.clone(), &[]).expect("config");
+        let binds: Vec<String> = c
+            .listeners
+            .client
+            .iter()
+            .map(|l| l.bind.to_string())
+            .collect();
+        assert_eq!(binds, ["0.0.0.0:29092", "0.0.0.0:9092"]);
+        assert_eq!(c.listeners.client[0].advertised_host, "kafka");
+        // Outside the image an advertised listener must be one of listeners, as in Kafka.
+        assert!(Config::load(Defaults::Runnel, None, env, &[]).is_err());
     }
 
     #[test]
