@@ -1,4 +1,4 @@
-//! The network edge: the listener (`server`), one task per connection (`connection`) that
+//! The network edge: the listeners (`server`), one task per connection (`connection`) that
 //! reads requests (`framing`) and answers them in order, and the socket writes of a response
 //! (`send`).
 //!
