@@ -1,5 +1,5 @@
 //! The listeners: each accepts connections (`max.connections` counts them all, and each
-//! connection knows its listeners name); this also runs the periodic maintenance
+//! connection knows its listener's name); this also runs the periodic maintenance
 //! (flush.ms, retention, checkpoints, the offsets topic's compaction) and the group timers,
 //! and on shutdown stops accepting, lets connections end, and closes the log cleanly.
 
