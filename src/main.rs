@@ -385,12 +385,12 @@ fn run() -> anyhow::Result<()> {
             command: ClusterCommand::Status { server, json },
         } => client_runtime()?.block_on(cli::cluster::status(&server.bootstrap, json)),
         Command::Health(a) => {
-            let addr = match a.bootstrap {
-                Some(addr) => addr,
-                None => cli::health::local_address(&a.sources.load(&[])?)?,
+            let target = match a.bootstrap {
+                Some(addr) => cli::health::Target::Broker(addr),
+                None => cli::health::local_target(&a.sources.load(&[])?)?,
             };
             client_runtime()?.block_on(cli::health::check(
-                &addr,
+                &target,
                 Duration::from_millis(a.timeout_ms),
             ))
         }
