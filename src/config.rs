@@ -1,6 +1,7 @@
 //! The one Config: built-in defaults, then a Kafka `server.properties` file, then `KAFKA_*`
 //! environment variables (as Kafka's docker images read them), then command-line flags; later
-//! sources win. Unknown keys are warned about; bad values stop start-up with a clear error.
+//! sources win. Keys Runnel does not act on are collected to be listed once; bad values stop
+//! start-up with one line naming the key.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -178,9 +179,9 @@ pub enum Source {
     Flag,
 }
 
-/// Keys Kafka deployments commonly set that a single Runnel broker accepts without acting on
-/// them (KRaft roles, controller quorum, replication of internal topics, ...). They are not
-/// warned about, so a docker-compose file written for Kafka starts quietly.
+/// Keys Kafka deployments commonly set that Runnel accepts without acting on them (thread
+/// counts, socket buffers, the transaction log, JMX, ...). Like unknown keys they are listed
+/// once at start-up, never fatal, so a docker-compose file written for Kafka starts.
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "controller.quorum.bootstrap.servers",
     "transaction.state.log.replication.factor",
