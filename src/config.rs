@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 
+use crate::log::cleaner::CleanerConfig;
 use crate::log::LogConfig;
 
 mod listeners;
@@ -33,6 +34,8 @@ pub struct Config {
     pub auto_create_topics: bool,
     /// Defaults for every topic's LogConfig (the `log.*` broker keys).
     pub log: LogConfig,
+    /// The log cleaner's settings (`log.cleaner.*`).
+    pub cleaner: CleanerConfig,
     /// `socket.request.max.bytes`: larger frames close the connection unread.
     pub socket_request_max_bytes: usize,
     /// `max.connections`.
@@ -223,6 +226,7 @@ impl Default for Config {
             default_replication_factor: 1,
             auto_create_topics: true,
             log: LogConfig::default(),
+            cleaner: CleanerConfig::default(),
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
             connections_max_idle_ms: 600_000,
@@ -242,6 +246,15 @@ fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> anyhow::Result<T> {
     v.trim()
         .parse()
         .map_err(|_| anyhow!("invalid value {v:?} for {key}"))
+}
+
+/// A rate as Kafka prints a double, with Double.MaxValue for "no limit".
+fn format_rate(r: f64) -> String {
+    if r >= f64::MAX {
+        "1.7976931348623157E308".to_string()
+    } else {
+        r.to_string()
+    }
 }
 
 fn parse_bool(key: &str, v: &str) -> anyhow::Result<bool> {
@@ -389,6 +402,35 @@ impl Config {
             "offsets.topic.segment.bytes" => {
                 self.group.offsets_topic_segment_bytes = parse_num(key, v)?
             }
+            "log.cleaner.enable" => self.cleaner.enable = parse_bool(key, v)?,
+            "log.cleaner.threads" => {
+                self.cleaner.threads = parse_num(key, v)?;
+                if self.cleaner.threads < 1 {
+                    bail!("log.cleaner.threads must be at least 1");
+                }
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                self.cleaner.dedupe_buffer_size = parse_num(key, v)?;
+                if self.cleaner.dedupe_buffer_size < 1024 * 1024 {
+                    bail!("log.cleaner.dedupe.buffer.size must be at least 1048576");
+                }
+            }
+            "log.cleaner.io.buffer.size" => self.cleaner.io_buffer_size = parse_num(key, v)?,
+            "log.cleaner.io.buffer.load.factor" => {
+                let f: f64 = parse_num(key, v)?;
+                if !(f > 0.0 && f < 1.0) {
+                    bail!("log.cleaner.io.buffer.load.factor must be between 0 and 1");
+                }
+                self.cleaner.io_buffer_load_factor = f;
+            }
+            "log.cleaner.io.max.bytes.per.second" => {
+                let r: f64 = parse_num(key, v)?;
+                if r.is_nan() || r <= 0.0 {
+                    bail!("log.cleaner.io.max.bytes.per.second must be positive");
+                }
+                self.cleaner.io_max_bytes_per_second = r;
+            }
+            "log.cleaner.backoff.ms" => self.cleaner.backoff_ms = parse_num(key, v)?,
             "message.max.bytes" => self
                 .log
                 .set("max.message.bytes", v)
@@ -406,6 +448,10 @@ impl Config {
                     "log.message.timestamp.type" => "message.timestamp.type",
                     "min.insync.replicas" => "min.insync.replicas",
                     "log.cleanup.policy" => "cleanup.policy",
+                    "log.cleaner.delete.retention.ms" => "delete.retention.ms",
+                    "log.cleaner.min.cleanable.ratio" => "min.cleanable.dirty.ratio",
+                    "log.cleaner.min.compaction.lag.ms" => "min.compaction.lag.ms",
+                    "log.cleaner.max.compaction.lag.ms" => "max.compaction.lag.ms",
                     _ => return Ok(ACCEPTED_WITHOUT_EFFECT.contains(&key)),
                 };
                 self.log
@@ -698,7 +744,7 @@ pub struct BrokerSetting {
 impl Config {
     /// Every broker setting Runnel honours, with its current value.
     pub fn settings(&self) -> Vec<BrokerSetting> {
-        use crate::log::config::ConfigKind::{Boolean, Int, Long, String as Str};
+        use crate::log::config::ConfigKind::{Boolean, Double, Int, Long, String as Str};
         let g = &self.group;
         let (listeners, advertised) = self.listeners.describe();
         let mut out: Vec<(
@@ -790,6 +836,48 @@ impl Config {
                 self.log.producer_id_expiration_ms.to_string(),
                 Int,
                 "Idempotence state of a producer idle this long is dropped.",
+            ),
+            (
+                "log.cleaner.enable",
+                self.cleaner.enable.to_string(),
+                Boolean,
+                "Compact the logs of cleanup.policy=compact topics in the background.",
+            ),
+            (
+                "log.cleaner.threads",
+                self.cleaner.threads.to_string(),
+                Int,
+                "Threads cleaning compacted logs.",
+            ),
+            (
+                "log.cleaner.dedupe.buffer.size",
+                self.cleaner.dedupe_buffer_size.to_string(),
+                Long,
+                "Memory for the cleaner's key → offset maps, shared by its threads; a log with more keys is cleaned in several passes.",
+            ),
+            (
+                "log.cleaner.io.buffer.size",
+                self.cleaner.io_buffer_size.to_string(),
+                Int,
+                "How much a cleaner thread reads and writes at a time.",
+            ),
+            (
+                "log.cleaner.io.buffer.load.factor",
+                self.cleaner.io_buffer_load_factor.to_string(),
+                Double,
+                "How full the cleaner's offset map may get.",
+            ),
+            (
+                "log.cleaner.io.max.bytes.per.second",
+                format_rate(self.cleaner.io_max_bytes_per_second),
+                Double,
+                "The cleaner's disk reads and writes together stay below this rate.",
+            ),
+            (
+                "log.cleaner.backoff.ms",
+                self.cleaner.backoff_ms.to_string(),
+                Long,
+                "How long the cleaner sleeps when no log needs cleaning.",
             ),
             (
                 "replica.lag.time.max.ms",

@@ -34,6 +34,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::group::store::OFFSETS_TOPIC;
 use crate::group::GroupCoordinator;
+use crate::log::cleaner::LogCleaner;
 use crate::log::{LogManager, PartitionLog};
 use crate::metadata::{MetadataCache, MetadataImage, PartitionRegistration, Topic, TopicError};
 use crate::producer::id_manager::ProducerIdManager;
@@ -44,7 +45,9 @@ pub(crate) const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_
 
 pub struct Broker {
     pub config: Config,
-    pub logs: LogManager,
+    pub logs: Arc<LogManager>,
+    /// Compacts the logs of `cleanup.policy=compact` topics in the background.
+    pub cleaner: LogCleaner,
     /// The metadata image this broker's logs have been reconciled with.
     pub metadata: MetadataCache,
     pub cluster: Arc<Cluster>,
@@ -105,6 +108,9 @@ impl Broker {
         if stats.segments_scanned > 0 {
             tracing::info!(?stats, "recovered after an unclean shutdown");
         }
+        let logs = Arc::new(logs);
+        let cleaner = LogCleaner::new(logs.clone(), config.cleaner.clone());
+        cleaner.start();
         let groups = GroupCoordinator::new(config.group.clone());
         let (isr_changes, isr_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
@@ -113,6 +119,7 @@ impl Broker {
             isr_changes_rx: std::sync::Mutex::new(Some(isr_rx)),
             config,
             logs,
+            cleaner,
             metadata: MetadataCache::default(),
             cluster,
             producer_ids: ProducerIdManager::default(),
@@ -375,6 +382,7 @@ impl Broker {
     /// marker written.
     pub fn shutdown(&self) -> anyhow::Result<()> {
         self.groups.shutdown();
+        self.cleaner.shutdown();
         self.logs
             .shutdown()
             .context("shutting down the log directory")

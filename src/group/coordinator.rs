@@ -1,6 +1,7 @@
 //! The group coordinator (Kafka's GroupCoordinator + GroupMetadataManager for classic groups):
 //! every group of this broker, their committed offsets, persistence in `__consumer_offsets`,
-//! the replay at start-up, the timers, offset expiry and the topic's compaction.
+//! the replay at start-up, the timers and offset expiry. The topic is compacted by the log
+//! cleaner like any `cleanup.policy=compact` topic.
 //!
 //! Owns group state and the order of writes to the offsets topic. Never sees the wire: the
 //! broker's handlers translate requests into these calls.
@@ -641,59 +642,6 @@ impl GroupCoordinator {
         }
     }
 
-    /// Compaction of the offsets topic, Runnel's way: once a partition has rolled to a second
-    /// segment, the live state of its groups is written again at the tail and everything
-    /// before that copy is deleted. Each group is copied under its own lock, so a commit racing
-    /// the copy lands after it and wins on replay, as it should.
-    pub fn compact(&self, now: i64) {
-        let Some(logs) = self.read_logs().clone() else {
-            return;
-        };
-        for (p, log) in logs.iter().enumerate() {
-            let Some(log) = log else { continue };
-            if log.segment_count() < 2 {
-                continue;
-            }
-            let start = log.log_end_offset();
-            let mut ok = true;
-            for group in self.all() {
-                let g = lock(&group);
-                if store::partition_for(&g.id, logs.len() as i32) as usize != p {
-                    continue;
-                }
-                let mut entries: Vec<Entry> = g
-                    .offsets
-                    .iter()
-                    .map(|((t, part), v)| Entry::Offset {
-                        group: g.id.clone(),
-                        topic: t.clone(),
-                        partition: *part,
-                        value: Some(v.clone()),
-                    })
-                    .collect();
-                if g.generation > 0 {
-                    entries.push(stored_entry(&g));
-                }
-                if entries.is_empty() {
-                    continue;
-                }
-                if let Err(e) = store::append(log, &entries, now) {
-                    tracing::error!(partition = p, error = %e, "offsets topic compaction failed");
-                    ok = false;
-                    break;
-                }
-            }
-            if ok {
-                match log.delete_records(start) {
-                    Ok((_, removed)) => crate::log::manager::remove_in_background(removed),
-                    Err(e) => {
-                        tracing::error!(partition = p, error = %e, "offsets topic compaction failed")
-                    }
-                }
-            }
-        }
-    }
-
     /// Shutdown: waiting JoinGroup/SyncGroup calls are told to find the coordinator again.
     pub fn shutdown(&self) {
         for group in self.all() {
@@ -752,6 +700,7 @@ fn restored_member(sm: StoredMember, protocol_type: &str, protocol: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::cleaner::{CleanerConfig, LogCleaner};
     use crate::log::{LogConfig, LogManager};
 
     const PARTITIONS: i32 = 3;
@@ -885,22 +834,34 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_the_latest_state_and_bounds_the_log() {
+    fn the_log_cleaner_keeps_the_latest_state_and_bounds_the_log() {
         let dir = tempfile::tempdir().expect("tmp");
         {
-            let (_logs, c) = coordinator(dir.path(), 4096, 0);
+            let (logs, c) = coordinator(dir.path(), 4096, 0);
+            let cleaner = LogCleaner::new(Arc::new(logs), CleanerConfig::default());
+            let clean = || {
+                for _ in 0..100 {
+                    match cleaner.clean_filthiest(0) {
+                        Some(r) => {
+                            r.expect("clean");
+                        }
+                        None => return,
+                    }
+                }
+                panic!("the cleaner never ran out of work");
+            };
             for round in 0..400i64 {
                 for g in ["a", "b", "c", "d"] {
                     let v = vec![("t".into(), (round % 2) as i32, offset(round, 0))];
                     c.commit(g, "", None, -1, v).expect("commit");
                 }
-                c.compact(0);
+                clean();
             }
             c.delete("d").expect("delete");
-            c.compact(0);
+            clean();
             for log in c.read_logs().clone().expect("loaded").iter().flatten() {
                 assert!(
-                    log.segment_count() <= 2,
+                    log.segment_count() <= 3,
                     "segments: {}",
                     log.segment_count()
                 );

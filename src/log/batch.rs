@@ -30,6 +30,8 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
+/// KIP-534: the batch's first timestamp is the delete horizon of the tombstones it holds.
+const DELETE_HORIZON_BIT: i16 = 0x40;
 
 fn i16_at(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
@@ -114,6 +116,43 @@ impl BatchHeader {
     pub fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
     }
+    /// When the log cleaner may drop this batch's tombstones (set by its first cleaning).
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
+}
+
+/// The fields of a batch the log cleaner rewrites; the rest of the header stays.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite {
+    pub record_count: i32,
+    pub compression: i16,
+    pub delete_horizon: bool,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+}
+
+/// A batch rebuilt around new record bytes (already compressed with `compression`), keeping
+/// the original's base offset, last offset delta, leader epoch and producer fields, as Kafka's
+/// cleaner does so offsets and sequences survive compaction; the CRC is recomputed.
+pub fn rebuild(original_header: &[u8], records: &[u8], r: Rewrite) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+    out.extend_from_slice(&original_header[..HEADER_LEN]);
+    out.extend_from_slice(records);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let kept = i16_at(&out, ATTRIBUTES) & (TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | CONTROL_BIT);
+    let mut attributes = kept | (r.compression & COMPRESSION_MASK);
+    if r.delete_horizon {
+        attributes |= DELETE_HORIZON_BIT;
+    }
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&r.base_timestamp.to_be_bytes());
+    out[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&r.max_timestamp.to_be_bytes());
+    out[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&r.record_count.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// Reads the length of the batch starting at `bytes`, if its first 12 bytes are there.

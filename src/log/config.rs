@@ -30,9 +30,17 @@ pub struct LogConfig {
     pub log_append_time: bool,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
-    /// `cleanup.policy`: without `delete`, time and size retention are off. Key compaction is
-    /// not done by the log engine (the offsets topic compacts itself, see `group`).
+    /// `cleanup.policy`: `compact` has the log cleaner keep the latest record of each key;
+    /// without `delete`, time and size retention are off.
     pub cleanup_policy: String,
+    /// `delete.retention.ms`: how long tombstones stay readable after their first cleaning.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of a log not yet cleaned that makes it due.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are never cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: records older than this make their log due whatever its ratio.
+    pub max_compaction_lag_ms: i64,
     /// Topic configs Kafka defines that Runnel accepts, validates, stores and reports but does
     /// not act on (see ACCEPTED_TOPIC_CONFIGS).
     pub accepted: BTreeMap<String, String>,
@@ -56,6 +64,10 @@ impl Default for LogConfig {
             log_append_time: false,
             min_insync_replicas: 1,
             cleanup_policy: "delete".to_string(),
+            delete_retention_ms: DAY_MS,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             accepted: BTreeMap::new(),
             producer_id_expiration_ms: DAY_MS,
         }
@@ -74,8 +86,8 @@ pub enum ConfigKind {
 }
 
 /// A topic config Kafka defines that Runnel accepts (so tools and scripts written for Kafka
-/// work) without acting on it: replication throttles and elections (one broker), compaction
-/// tuning (no key compaction yet), tiered storage, recompression (batches stay as produced).
+/// work) without acting on it: replication throttles, tiered storage, recompression (batches
+/// stay as produced).
 pub struct AcceptedKey {
     pub name: &'static str,
     pub default: &'static str,
@@ -118,13 +130,6 @@ pub const ACCEPTED_TOPIC_CONFIGS: &[AcceptedKey] = &[
         doc: NO_EFFECT,
     },
     AcceptedKey {
-        name: "delete.retention.ms",
-        default: "86400000",
-        kind: ConfigKind::Long,
-        allowed: &[],
-        doc: NO_EFFECT,
-    },
-    AcceptedKey {
         name: "file.delete.delay.ms",
         default: "60000",
         kind: ConfigKind::Long,
@@ -155,27 +160,6 @@ pub const ACCEPTED_TOPIC_CONFIGS: &[AcceptedKey] = &[
     AcceptedKey {
         name: "local.retention.ms",
         default: "-2",
-        kind: ConfigKind::Long,
-        allowed: &[],
-        doc: NO_EFFECT,
-    },
-    AcceptedKey {
-        name: "max.compaction.lag.ms",
-        default: "9223372036854775807",
-        kind: ConfigKind::Long,
-        allowed: &[],
-        doc: NO_EFFECT,
-    },
-    AcceptedKey {
-        name: "min.cleanable.dirty.ratio",
-        default: "0.5",
-        kind: ConfigKind::Double,
-        allowed: &[],
-        doc: NO_EFFECT,
-    },
-    AcceptedKey {
-        name: "min.compaction.lag.ms",
-        default: "0",
         kind: ConfigKind::Long,
         allowed: &[],
         doc: NO_EFFECT,
@@ -228,7 +212,13 @@ pub const TOPIC_CONFIGS: &[TopicKey] = &[
         name: "cleanup.policy",
         broker_keys: &["log.cleanup.policy"],
         kind: ConfigKind::List,
-        doc: "delete: old segments are removed by retention.ms/retention.bytes; compact alone turns time and size retention off.",
+        doc: "delete: old segments are removed by retention.ms/retention.bytes; compact: the log cleaner keeps the latest record of every key (compact alone turns time and size retention off).",
+    },
+    TopicKey {
+        name: "delete.retention.ms",
+        broker_keys: &["log.cleaner.delete.retention.ms"],
+        kind: ConfigKind::Long,
+        doc: "How long a tombstone stays readable in a compacted topic after the cleaner first sees it.",
     },
     TopicKey {
         name: "flush.messages",
@@ -259,6 +249,24 @@ pub const TOPIC_CONFIGS: &[TopicKey] = &[
         broker_keys: &["log.message.timestamp.type"],
         kind: ConfigKind::String,
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time.",
+    },
+    TopicKey {
+        name: "max.compaction.lag.ms",
+        broker_keys: &["log.cleaner.max.compaction.lag.ms"],
+        kind: ConfigKind::Long,
+        doc: "A compacted log whose oldest uncleaned record is this old is cleaned whatever its dirty ratio (and its active segment rolls at this age).",
+    },
+    TopicKey {
+        name: "min.cleanable.dirty.ratio",
+        broker_keys: &["log.cleaner.min.cleanable.ratio"],
+        kind: ConfigKind::Double,
+        doc: "A compacted log is cleaned once this share of it has not been cleaned yet.",
+    },
+    TopicKey {
+        name: "min.compaction.lag.ms",
+        broker_keys: &["log.cleaner.min.compaction.lag.ms"],
+        kind: ConfigKind::Long,
+        doc: "Records younger than this are never compacted away.",
     },
     TopicKey {
         name: "min.insync.replicas",
@@ -338,7 +346,23 @@ impl LogConfig {
         for (k, v) in overrides {
             c.set(k, v)?;
         }
+        if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+            return Err(format!(
+                "conflict topic config setting min.compaction.lag.ms ({}) > max.compaction.lag.ms ({})",
+                c.min_compaction_lag_ms, c.max_compaction_lag_ms
+            ));
+        }
         Ok(c)
+    }
+
+    /// How old the active segment may grow: a compacted log also rolls at
+    /// `max.compaction.lag.ms`, so the cleaner reaches its records in time (KIP-354).
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.is_compacted() {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
     }
 
     /// `cleanup.policy` includes `compact`: records must have keys.
@@ -378,6 +402,22 @@ impl LogConfig {
                     return Err(format!("Invalid value {v} for configuration {key}"));
                 }
                 self.cleanup_policy = v.to_string();
+            }
+            "delete.retention.ms" => self.delete_retention_ms = at_least(key, parse(key, v)?, 0i64)?,
+            "min.compaction.lag.ms" => {
+                self.min_compaction_lag_ms = at_least(key, parse(key, v)?, 0i64)?
+            }
+            "max.compaction.lag.ms" => {
+                self.max_compaction_lag_ms = at_least(key, parse(key, v)?, 1i64)?
+            }
+            "min.cleanable.dirty.ratio" => {
+                let r: f64 = parse(key, v)?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(format!(
+                        "Invalid value {v} for configuration {key}: Value must be between 0 and 1"
+                    ));
+                }
+                self.min_cleanable_dirty_ratio = r;
             }
             _ => {
                 let a = accepted_key(key)
@@ -421,6 +461,10 @@ impl LogConfig {
             .to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "cleanup.policy" => self.cleanup_policy.clone(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             _ => {
                 let a = accepted_key(key)?;
                 self.accepted

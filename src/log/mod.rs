@@ -16,9 +16,11 @@
 //! | `file_cache` | the bounded set of open segment files |
 //! | `file_slice` | FileRecords: batches named by file position, sent without copying |
 //! | `parallel` | start-up work spread over threads |
+//! | `cleaner` | LogCleaner: compaction of `cleanup.policy=compact` logs |
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod epoch_cache;
 pub mod error;

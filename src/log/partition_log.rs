@@ -80,9 +80,7 @@ pub struct PartitionLog {
 
 /// Renames a file to `*.deleted` so no listing sees it again; the caller removes it later.
 fn retire(path: &Path) -> Result<PathBuf, LogError> {
-    let mut to = path.as_os_str().to_owned();
-    to.push(super::segment::DELETED_SUFFIX);
-    let to = PathBuf::from(to);
+    let to = super::segment::with_tail(path, super::segment::DELETED_SUFFIX);
     std::fs::rename(path, &to).map_err(|e| LogError::io(path, e))?;
     Ok(to)
 }
@@ -152,7 +150,7 @@ impl PartitionLog {
         }
     }
 
-    fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
+    pub(super) fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
         self.segments
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -182,7 +180,7 @@ impl PartitionLog {
         self.segments_snapshot().iter().map(|s| s.size()).sum()
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, WriterState> {
+    pub(super) fn lock_writer(&self) -> std::sync::MutexGuard<'_, WriterState> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -196,7 +194,7 @@ impl PartitionLog {
     }
 
     /// Any I/O failure while writing takes the whole directory offline.
-    fn fail_on_io<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
+    pub(super) fn fail_on_io<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
         if let Err(LogError::Io { .. }) = &r {
             self.dir_failed.store(true, Ordering::Release);
             tracing::error!(dir = %self.dir.display(), "I/O failure: log directory is now offline");
@@ -426,7 +424,7 @@ impl PartitionLog {
         }
         let too_big = active.size() + incoming.bytes > config.segment_bytes;
         let too_old = active.first_timestamp() >= 0
-            && incoming.max_timestamp - active.first_timestamp() > config.segment_ms;
+            && incoming.max_timestamp - active.first_timestamp() > config.max_segment_ms();
         let offsets_overflow = incoming.last_offset - active.base_offset() > i64::from(i32::MAX);
         if !(too_big || too_old || offsets_overflow || active.index_is_full()) {
             return Ok(active);
@@ -536,8 +534,31 @@ impl PartitionLog {
                 log_end,
             });
         }
-        let mut records = None;
-        if offset < max_offset {
+        let records = if offset < max_offset {
+            self.read_segments(offset, max_bytes, min_one, max_offset)?
+        } else {
+            None
+        };
+        Ok(ReadInfo {
+            records,
+            high_watermark: hw,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// The batches from `offset` in the first segment that has any. A segment replaced by the
+    /// cleaner (or removed by retention) while it is read may have answered from another
+    /// file: the read is taken again from a fresh list, which a swap holds until the new
+    /// segment is in it.
+    fn read_segments(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        max_offset: i64,
+    ) -> Result<Option<FileSlice>, LogError> {
+        const ATTEMPTS: usize = 8;
+        'again: for _ in 0..ATTEMPTS {
             let segments: Vec<Arc<Segment>> = {
                 let guard = self.segments.read().unwrap_or_else(|p| p.into_inner());
                 let from = guard
@@ -547,17 +568,26 @@ impl PartitionLog {
                 guard.range(from..).map(|(_, s)| s.clone()).collect()
             };
             for seg in segments {
-                if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
-                    records = Some(slice);
-                    break;
+                let r = seg.read(offset, max_bytes, max_offset, min_one);
+                if seg.is_deleted() {
+                    continue 'again;
+                }
+                if let Some(slice) = r? {
+                    return Ok(Some(slice));
                 }
             }
+            return Ok(None);
         }
-        Ok(ReadInfo {
-            records,
-            high_watermark: hw,
-            log_start_offset: self.log_start_offset(),
-        })
+        Err(LogError::io(
+            &self.dir,
+            std::io::Error::other("segments kept changing while they were read"),
+        ))
+    }
+
+    /// Each producer's last batch's last offset: the batches the cleaner keeps even when
+    /// every record in them is gone, so their sequence numbers survive.
+    pub fn producer_last_offsets(&self) -> std::collections::HashMap<i64, i64> {
+        self.lock_writer().producers.last_offsets()
     }
 
     /// The first offset whose record timestamp is ≥ `timestamp`, with that timestamp.

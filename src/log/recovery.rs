@@ -1,7 +1,8 @@
 //! LogLoader: opens a partition directory at start-up. After a clean shutdown the segments and
 //! their trimmed indexes are trusted (an index that fails its sanity check is rebuilt). After a
 //! crash every segment from the recovery point on is scanned batch by batch: the log is cut at
-//! the first invalid byte and every later segment is deleted.
+//! the first invalid byte and every later segment is deleted. A cleaner swap interrupted after
+//! its commit point (`.swap` files) is finished first.
 //!
 //! Owns start-up only; never runs while the log serves requests.
 
@@ -10,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
 use super::partition_log::now_ms;
 use super::partition_log::{PartitionLog, WriterState};
-use super::segment::{self, Segment, DELETED_SUFFIX};
+use super::segment::{self, with_tail, Segment, CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX};
 use crate::producer::state::{self as producer_state, ProducerStateManager};
 
 /// What the directory-level loader knows about one partition.
@@ -45,16 +47,71 @@ pub struct RecoveryStats {
 }
 
 fn is_leftover(name: &str) -> bool {
-    name.ends_with(DELETED_SUFFIX)
-        || name.ends_with(".tmp")
-        || name.ends_with(".cleaned")
-        || name.ends_with(".swap")
+    name.ends_with(DELETED_SUFFIX) || name.ends_with(".tmp") || name.ends_with(CLEANED_SUFFIX)
 }
 
-/// Base offsets of the segments in `dir`, after removing leftovers of interrupted work.
+/// The offset after the last whole batch of a file (`base` when it holds none).
+fn next_offset_of(path: &Path, base: i64) -> Result<i64, LogError> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let (mut position, mut next) = (0u64, base);
+    let mut header = [0u8; HEADER_LEN];
+    while position + HEADER_LEN as u64 <= len {
+        file.read_exact_at(&mut header, position).at(path)?;
+        let Ok(h) = BatchHeader::parse(&header) else {
+            break;
+        };
+        if h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32
+            || position + h.total_len() as u64 > len
+        {
+            break;
+        }
+        next = h.next_offset();
+        position += h.total_len() as u64;
+    }
+    Ok(next)
+}
+
+/// Finishes a cleaner swap that passed its commit point: the segments the cleaned one covers
+/// go, its files take their final names. Old segments past the cleaned one's last batch may
+/// stay; every record in them has a later version, so keeping them loses nothing.
+fn complete_swap(dir: &Path, base: i64, bases: &mut Vec<i64>) -> Result<(), LogError> {
+    let log_swap = with_tail(
+        &segment::file_name(dir, base, segment::LOG_SUFFIX),
+        SWAP_SUFFIX,
+    );
+    let next = next_offset_of(&log_swap, base)?;
+    let mut kept = Vec::with_capacity(bases.len());
+    for b in bases.drain(..) {
+        if b >= base && b < next.max(base + 1) {
+            remove_segment_files(dir, b)?;
+        } else {
+            kept.push(b);
+        }
+    }
+    *bases = kept;
+    for suffix in segment::FILE_SUFFIXES {
+        let to = segment::file_name(dir, base, suffix);
+        let from = with_tail(&to, SWAP_SUFFIX);
+        if from.exists() {
+            std::fs::rename(&from, &to).at(&from)?;
+        } else {
+            // Rebuilt by the scan that follows.
+            remove_if_present(&to)?;
+        }
+    }
+    bases.push(base);
+    tracing::info!(dir = %dir.display(), base, next, "finished an interrupted cleaner swap");
+    Ok(())
+}
+
+/// Base offsets of the segments in `dir`, after removing leftovers of interrupted work and
+/// finishing interrupted swaps.
 fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
     let mut bases = Vec::new();
     let mut indexes = Vec::new();
+    let mut swaps = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let path = entry.at(dir)?.path();
         let Some(name) = path
@@ -68,6 +125,10 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
             remove_if_present(&path)?;
             continue;
         }
+        if let Some(stem) = name.strip_suffix(SWAP_SUFFIX) {
+            swaps.push((stem.to_string(), path));
+            continue;
+        }
         let Some((stem, ext)) = name.split_once('.') else {
             continue;
         };
@@ -79,6 +140,17 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
             segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, path)),
             _ => {}
         }
+    }
+    for (stem, _) in &swaps {
+        if let Some((b, segment::LOG_SUFFIX)) = stem.split_once('.') {
+            if let Ok(base) = b.parse() {
+                complete_swap(dir, base, &mut bases)?;
+            }
+        }
+    }
+    // Whatever `.swap` is left had no `.log.swap` beside it: that swap never committed.
+    for (_, path) in &swaps {
+        remove_if_present(path)?;
     }
     bases.sort_unstable();
     for (base, path) in indexes {

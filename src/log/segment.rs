@@ -20,10 +20,23 @@ pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 pub const DELETED_SUFFIX: &str = ".deleted";
+/// A segment the log cleaner is still writing.
+pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// A cleaned segment, complete, that replaces the segments it covers (at start-up if need be).
+pub const SWAP_SUFFIX: &str = ".swap";
+/// The suffixes of a segment's three files.
+pub const FILE_SUFFIXES: [&str; 3] = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX];
 
 /// Kafka names segment files by their base offset, zero-padded to 20 digits.
 pub fn file_name(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// `path` with `tail` (`.deleted`, `.cleaned`, `.swap`) appended.
+pub fn with_tail(path: &Path, tail: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(tail);
+    PathBuf::from(p)
 }
 
 /// Segment-level settings taken from the topic's LogConfig.
@@ -104,6 +117,24 @@ impl Segment {
         let file = files.get(&log_path, true)?;
         file.set_len(0).at(&log_path)?;
         Self::open_for_recovery(dir, base_offset, files, config)
+    }
+
+    /// A new, empty segment under the cleaner's `.cleaned` names, written by the cleaner
+    /// with `append` and renamed into place by the swap.
+    pub fn create_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        files: Arc<FileCache>,
+        config: SegmentConfig,
+    ) -> Result<Self, LogError> {
+        let name = |suffix| with_tail(&file_name(dir, base_offset, suffix), CLEANED_SUFFIX);
+        let log_path = name(LOG_SUFFIX);
+        files.get(&log_path, true)?.set_len(0).at(&log_path)?;
+        let oi = OffsetIndex::create(&name(INDEX_SUFFIX), config.max_index_bytes)?;
+        let ti = TimeIndex::create(&name(TIME_INDEX_SUFFIX), config.max_index_bytes)?;
+        let mut seg = Self::new(dir, base_offset, files, config, oi, ti);
+        seg.log_path = log_path.into();
+        Ok(seg)
     }
 
     /// Opens an existing segment, trusting its indexes if they pass a sanity check. Returns
@@ -264,6 +295,11 @@ impl Segment {
     }
     pub fn is_empty(&self) -> bool {
         self.size() == 0
+    }
+    /// Set once the segment was removed or replaced: what was just read from it may belong to
+    /// another file by now, so readers look again.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
     }
     pub fn index_is_full(&self) -> bool {
         self.offset_index.is_full() || self.time_index.is_full()
@@ -664,9 +700,7 @@ impl Segment {
             self.offset_index.path(),
             self.time_index.path(),
         ] {
-            let mut to = path.as_os_str().to_os_string();
-            to.push(DELETED_SUFFIX);
-            let to = PathBuf::from(to);
+            let to = with_tail(path, DELETED_SUFFIX);
             match std::fs::rename(path, &to) {
                 Ok(()) => renamed.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -1,6 +1,6 @@
 //! The listeners: each accepts connections (`max.connections` counts them all, and each
 //! connection knows its listener's name); this also runs the periodic maintenance
-//! (flush.ms, retention, checkpoints, the offsets topic's compaction) and the group timers,
+//! (flush.ms, retention, checkpoints; the log cleaner runs on its own threads) and the group timers,
 //! and on shutdown stops accepting, lets connections end, and closes the log cleanly.
 
 use std::future::Future;
@@ -104,10 +104,6 @@ async fn maintain(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
             _ = stop.changed() => return,
         }
-        let b = broker.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || b.groups.compact(crate::log::LogManager::now_ms()))
-                .await;
         let now = tokio::time::Instant::now();
         let retention = now - last_retention >= retention_every;
         if retention {

@@ -94,6 +94,14 @@ impl ProducerStateManager {
         self.producers.get(&pid)
     }
 
+    /// Producer id → the last offset of its latest batch.
+    pub fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(pid, e)| Some((*pid, e.batches.back()?.last_offset)))
+            .collect()
+    }
+
     /// Checks a batch from a producer against what the partition knows of it.
     pub fn check(&self, h: &BatchHeader) -> Result<Check, LogError> {
         let Some(entry) = self.producers.get(&h.producer_id) else {
