@@ -197,12 +197,14 @@ impl Shared {
                     partition = key.1,
                     dirty_ratio = format!("{:.2}", chosen.dirty_ratio),
                     segments = stats.segments_cleaned,
+                    dirty_mb = format!("{:.1}", stats.dirty_bytes as f64 / 1e6),
                     read_mb = format!("{:.1}", stats.bytes_read as f64 / 1e6),
                     written_mb = format!("{:.1}", stats.bytes_written as f64 / 1e6),
                     records_kept = stats.records_kept,
                     records_read = stats.records_read,
                     map_mb = format!("{:.1}", stats.map_bytes as f64 / 1e6),
-                    mb_per_s = format!("{:.1}", stats.bytes_read as f64 / 1e6 / secs),
+                    seconds = format!("{secs:.2}"),
+                    dirty_mb_per_s = format!("{:.1}", stats.dirty_bytes as f64 / 1e6 / secs),
                     "log cleaned"
                 );
             }

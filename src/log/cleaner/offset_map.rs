@@ -1,6 +1,8 @@
 //! The cleaner's offset map (Kafka's SkimpyOffsetMap): key → the latest offset seen for it,
-//! in a fixed memory budget. Keys are stored as 128-bit hashes (24 bytes a slot with the
-//! offset), in an open-addressing table filled at most to the load factor.
+//! within a memory budget. Keys are stored as 128-bit hashes (24 bytes a slot with the
+//! offset), in an open-addressing table filled at most to the load factor. Unlike Kafka's, the
+//! table starts small and doubles as keys arrive, so a log with few keys costs little memory
+//! whatever the budget.
 //!
 //! Owns the table and its memory bound. Never reads the log.
 
@@ -24,8 +26,12 @@ const EMPTY: Slot = Slot {
 pub struct OffsetMap {
     slots: Vec<Slot>,
     used: usize,
-    max_entries: usize,
+    load_factor: f64,
+    /// Slots the budget allows.
+    max_slots: usize,
 }
+
+const INITIAL_SLOTS: usize = 1024;
 
 fn hash(key: &[u8]) -> [u64; 2] {
     let h = xxh3_128(key);
@@ -33,23 +39,38 @@ fn hash(key: &[u8]) -> [u64; 2] {
 }
 
 impl OffsetMap {
-    /// A map within `budget_bytes`, filled to at most `load_factor`, and no larger than
-    /// `expected_keys` need: a small dirty section does not cost the whole budget.
-    pub fn new(budget_bytes: usize, load_factor: f64, expected_keys: usize) -> Self {
-        let load_factor = load_factor.clamp(0.1, 0.99);
-        let by_budget = (budget_bytes / SLOT_BYTES).max(16);
-        let by_need = ((expected_keys as f64 / load_factor) as usize).saturating_add(16);
-        let slots = by_budget.min(by_need);
+    /// A map within `budget_bytes`, filled to at most `load_factor`.
+    pub fn new(budget_bytes: usize, load_factor: f64) -> Self {
+        let max_slots = (budget_bytes / SLOT_BYTES).max(16);
         Self {
-            slots: vec![EMPTY; slots],
+            slots: vec![EMPTY; INITIAL_SLOTS.min(max_slots)],
             used: 0,
-            max_entries: ((slots as f64) * load_factor) as usize,
+            load_factor: load_factor.clamp(0.01, 0.99),
+            max_slots,
         }
     }
 
-    /// The most keys this map holds.
+    /// The most keys this map holds once grown to its budget.
     pub fn capacity(&self) -> usize {
-        self.max_entries
+        ((self.max_slots as f64) * self.load_factor) as usize
+    }
+
+    fn limit(&self) -> usize {
+        ((self.slots.len() as f64) * self.load_factor) as usize
+    }
+
+    /// Doubles the table (up to the budget) and places every key again.
+    fn grow(&mut self) -> bool {
+        if self.slots.len() >= self.max_slots {
+            return false;
+        }
+        let size = (self.slots.len() * 2).min(self.max_slots);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        for s in old.into_iter().filter(|s| s.offset >= 0) {
+            let i = self.position(s.hash);
+            self.slots[i] = s;
+        }
+        true
     }
     pub fn len(&self) -> usize {
         self.used
@@ -59,7 +80,7 @@ impl OffsetMap {
     }
     /// Room for `n` more keys, however many of them are new.
     pub fn has_room_for(&self, n: usize) -> bool {
-        self.used + n <= self.max_entries
+        self.used + n <= self.capacity()
     }
     /// Memory held by the table.
     pub fn memory_bytes(&self) -> usize {
@@ -82,10 +103,13 @@ impl OffsetMap {
     /// new key finds the map full.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
         let h = hash(key);
-        let i = self.position(h);
+        let mut i = self.position(h);
         if self.slots[i].offset < 0 {
-            if self.used >= self.max_entries {
-                return false;
+            if self.used >= self.limit() {
+                if !self.grow() {
+                    return false;
+                }
+                i = self.position(h);
             }
             self.used += 1;
         }
@@ -107,18 +131,31 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn sized_by_need_within_the_budget() {
-        let small = OffsetMap::new(128 << 20, 0.9, 1_000);
-        assert!(small.memory_bytes() < 40_000);
-        assert!(small.capacity() >= 1_000);
-        let capped = OffsetMap::new(24_000, 0.9, 1_000_000);
-        assert_eq!(capped.memory_bytes(), 24_000);
+    fn grows_with_its_keys_within_the_budget() {
+        let mut m = OffsetMap::new(128 << 20, 0.9);
+        for i in 0..1_000u32 {
+            assert!(m.put(&i.to_be_bytes(), i64::from(i)));
+        }
+        assert!(
+            m.memory_bytes() <= 2048 * SLOT_BYTES,
+            "{}",
+            m.memory_bytes()
+        );
+        let mut capped = OffsetMap::new(24_000, 0.9);
         assert_eq!(capped.capacity(), 900);
+        for i in 0..900u32 {
+            assert!(capped.put(&i.to_be_bytes(), 0));
+        }
+        assert!(!capped.put(b"one more", 0));
+        assert_eq!(capped.memory_bytes(), 24_000);
+        for i in 0..900u32 {
+            assert_eq!(capped.get(&i.to_be_bytes()), Some(0));
+        }
     }
 
     #[test]
     fn refuses_new_keys_when_full_but_updates_known_ones() {
-        let mut m = OffsetMap::new(SLOT_BYTES * 20, 0.5, 100);
+        let mut m = OffsetMap::new(SLOT_BYTES * 20, 0.5);
         let cap = m.capacity();
         for i in 0..cap {
             assert!(m.put(format!("k{i}").as_bytes(), i as i64));
@@ -132,7 +169,7 @@ mod tests {
     proptest! {
         #[test]
         fn agrees_with_a_hashmap(ops in proptest::collection::vec((0u16..300, 0i64..1_000_000), 0..2_000)) {
-            let mut m = OffsetMap::new(1 << 20, 0.9, 400);
+            let mut m = OffsetMap::new(1 << 20, 0.9);
             let mut model = HashMap::new();
             for (k, off) in &ops {
                 let key = k.to_be_bytes();
