@@ -6,10 +6,11 @@
    are the cleaner's own ("log cleaned" lines: dirty MB, seconds, offset-map memory) and the
    broker's peak RSS (VmHWM) against log.cleaner.dedupe.buffer.size;
 2. produce throughput of ../shared/bench/kbench.py (200k x 1 KiB, 6 partitions, acks=1) into an
-   ordinary topic while that cleaning runs, against the same run once the cleaner is idle.
+   ordinary topic, run again and again while that cleaning runs (runs that end after it are
+   not counted), against as many runs once the cleaner is idle (medians).
 
 Usage: benches/compaction.py [--bin target/release/runnel] [--kbench ../shared/bench/kbench.py]
-       [--keys 200000] [--rounds 20] [--value-bytes 100] [--dedupe-mb 128]
+       [--keys 100000] [--rounds 20] [--value-bytes 1000] [--dedupe-mb 128] [--io-max-mb N]
 Every wait is bounded; the broker is killed at the end."""
 
 import argparse
@@ -18,6 +19,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,10 +92,15 @@ def produce_changelog(addr, topic, keys, rounds, value_bytes):
 
 
 def kbench(path, addr, topic, broker_pid):
+    """One kbench produce run into a fresh topic, deleted afterwards: no run pays for the
+    page-cache writeback of the ones before."""
+    admin = AdminClient({"bootstrap.servers": addr})
+    topic = f"{topic}-{time.monotonic_ns()}"
     out = subprocess.run([sys.executable, path, "--bootstrap", addr, "--topic", topic, "--partitions", "6",
                           "--records", "200000", "--size", "1024", "--acks", "1", "--mode", "produce",
                           "--broker-pid", str(broker_pid), "--timeout-s", "120", "--quiet"],
                          capture_output=True, text=True, timeout=180)
+    admin.delete_topics([topic])[topic].result(30)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -106,42 +113,51 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/runnel")
     ap.add_argument("--kbench", default="../shared/bench/kbench.py")
-    ap.add_argument("--keys", type=int, default=200_000)
+    ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--value-bytes", type=int, default=100)
+    ap.add_argument("--value-bytes", type=int, default=1000)
     ap.add_argument("--dedupe-mb", type=int, default=128)
+    ap.add_argument("--io-max-mb", type=float, default=0, help="log.cleaner.io.max.bytes.per.second in MB (0: unlimited)")
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="runnel-compaction-bench-")
     data, log_path, port = os.path.join(root, "data"), os.path.join(root, "broker.log"), free_port()
     common = [f"log.cleaner.dedupe.buffer.size={a.dedupe_mb << 20}", "log.cleaner.backoff.ms=200"]
+    if a.io_max_mb:
+        common.append(f"log.cleaner.io.max.bytes.per.second={int(a.io_max_mb * 1e6)}")
     broker = Broker(a.bin, data, port, log_path, common + ["log.cleaner.enable=false"])
     try:
         broker.start()
-        AdminClient({"bootstrap.servers": broker.addr}).create_topics(
-            [NewTopic("cdc", 1, 1, config={"cleanup.policy": "compact", "segment.bytes": str(64 << 20)}),
-             NewTopic("plain", 6, 1)])["cdc"].result(30)
+        admin = AdminClient({"bootstrap.servers": broker.addr})
+        for f in admin.create_topics(
+                [NewTopic("cdc", 1, 1, config={"cleanup.policy": "compact", "segment.bytes": str(64 << 20)})]).values():
+            f.result(30)
         started = time.time()
         produce_changelog(broker.addr, "cdc", a.keys, a.rounds, a.value_bytes)
         print(f"produced {a.keys * a.rounds} records in {time.time() - started:.1f} s", file=sys.stderr)
         broker.stop()
         broker = Broker(a.bin, data, port, log_path, common + ["log.cleaner.enable=true"])
         broker.start()
-        during = kbench(a.kbench, broker.addr, "plain", broker.proc.pid)
+        during = []
         deadline = time.time() + 600
         while time.time() < deadline and not cleaned_lines(log_path):
-            time.sleep(0.5)
+            r = kbench(a.kbench, broker.addr, "plain", broker.proc.pid)
+            if not cleaned_lines(log_path):
+                during.append(r["records_per_s"])
         peak_cleaning = broker.peak_rss_mb()
-        after = kbench(a.kbench, broker.addr, "plain", broker.proc.pid)
+        after = [kbench(a.kbench, broker.addr, "plain", broker.proc.pid)["records_per_s"]
+                 for _ in range(max(3, len(during)))]
         lines = cleaned_lines(log_path)
         fields = dict(re.findall(r'(\w+)="?([\w.]+)"?', lines[0])) if lines else {}
         result = {
             "keys": a.keys, "rounds": a.rounds, "value_bytes": a.value_bytes, "dedupe_mb": a.dedupe_mb,
+            "io_max_mb": a.io_max_mb or "unlimited",
             "cleaning": fields, "broker_peak_rss_mb": peak_cleaning,
-            "produce_rec_per_s_while_cleaning": during.get("records_per_s"),
-            "produce_rec_per_s_idle": after.get("records_per_s"),
+            "produce_runs_while_cleaning": len(during),
+            "produce_rec_per_s_while_cleaning": statistics.median(during) if during else None,
+            "produce_rec_per_s_idle": statistics.median(after),
         }
-        if during.get("records_per_s") and after.get("records_per_s"):
-            result["produce_ratio"] = round(during["records_per_s"] / after["records_per_s"], 3)
+        if during:
+            result["produce_ratio"] = round(statistics.median(during) / statistics.median(after), 3)
         print(json.dumps(result))
     finally:
         broker.kill()

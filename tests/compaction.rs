@@ -256,7 +256,7 @@ fn tombstones_are_read_until_delete_retention_ms_then_vanish() {
 
 #[test]
 fn kill_9_while_cleaning_loses_no_latest_value() {
-    // Throttled so each cleaning takes seconds and the kills land in the middle of one.
+    // Throttled so each cleaning takes a second or more and the kills land in the middle.
     let mut broker = BrokerProcess::start(&[
         "--set",
         "log.cleaner.backoff.ms=100",
@@ -273,43 +273,173 @@ fn kill_9_while_cleaning_loses_no_latest_value() {
             ("max.compaction.lag.ms", "1000"),
         ],
     );
-    produce(&broker.addr, topic, rounds(2_000, 50));
-    std::thread::sleep(Duration::from_millis(1_100));
+    let round = |r: usize| {
+        (0..2_000).map(move |k| {
+            (
+                format!("key-{k:05}"),
+                Some(format!("{r}-{}", "v".repeat(200))),
+            )
+        })
+    };
+    let filler = || [("filler".to_string(), Some("x".to_string()))];
+    for r in 0..5 {
+        produce(&broker.addr, topic, round(r));
+    }
+    let dir = broker.data.join("crashy-0");
+    // A cleaning writing (or swapping) its segments leaves `.cleaned` or `.swap` files.
+    let cleaning = || {
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries.filter_map(|e| e.ok()).any(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    name.ends_with(".cleaned") || name.ends_with(".swap")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let mut mid_cleaning = 0;
+    for (i, delay_ms) in [100u64, 400, 700].into_iter().enumerate() {
+        // New dirt, then (past max.compaction.lag.ms) a roll: a cleaning is due. Wait until it
+        // writes, then kill the broker.
+        let r = 5 + i;
+        produce(&broker.addr, topic, round(r));
+        std::thread::sleep(Duration::from_millis(1_100));
+        produce(&broker.addr, topic, filler());
+        let (writing, _) = common::cluster::eventually(Duration::from_secs(60), cleaning);
+        assert!(writing, "the cleaner never started writing");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        broker.kill9();
+        mid_cleaning += usize::from(cleaning());
+        broker.restart();
+        let seen = read_all(&broker.addr, topic);
+        assert_ordered(&seen);
+        let want: HashMap<String, Option<String>> = round(r).chain(filler()).collect();
+        assert_eq!(
+            latest(&seen),
+            want,
+            "after a kill -9 {delay_ms} ms into writing"
+        );
+    }
+    assert!(
+        mid_cleaning > 0,
+        "no kill landed while a cleaning was writing"
+    );
+    // Every key once, and the filler twice: the newest starts the active segment, which the
+    // cleaner never reads, so the one before it has no later version yet as far as it knows.
+    let seen = read_until(&broker.addr, topic, Duration::from_secs(120), |s| {
+        s.len() == 2_002
+    });
+    assert_eq!(seen.len(), 2_002);
+    assert_eq!(latest(&seen), round(7).chain(filler()).collect());
+}
+
+#[test]
+fn log_cleaner_enable_false_leaves_compacted_topics_as_written() {
+    let broker = BrokerProcess::start(&[
+        "--set",
+        "log.cleaner.enable=false",
+        "--set",
+        "log.cleaner.backoff.ms=100",
+    ]);
+    let topic = "uncleaned";
+    create_topic(
+        &broker.addr,
+        topic,
+        &[
+            ("cleanup.policy", "compact"),
+            ("max.compaction.lag.ms", "500"),
+        ],
+    );
+    produce(&broker.addr, topic, rounds(100, 5));
+    std::thread::sleep(Duration::from_millis(600));
     produce(
         &broker.addr,
         topic,
         [("filler".to_string(), Some("x".to_string()))],
     );
-    let want: HashMap<String, Option<String>> = rounds(2_000, 1)
-        .map(|(k, _)| (k, Some("49".to_string())))
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(read_all(&broker.addr, topic).len(), 501);
+}
+
+/// Partition 0's leader and ISR as the cluster's metadata has them.
+fn leader_and_isr(addr: &str, topic: &str) -> Option<(i32, Vec<i32>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .ok()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+    let p = md.topics().first()?.partitions().first()?;
+    let mut isr = p.isr().to_vec();
+    isr.sort();
+    Some((p.leader(), isr))
+}
+
+#[test]
+fn a_follower_catches_up_from_a_cleaned_leader_and_leads_with_the_latest_values() {
+    let mut cluster = common::cluster::Cluster::start_configured(
+        vec!["broker,controller"; 3],
+        &[
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=3000",
+            "log.cleaner.backoff.ms=100",
+            "leader.imbalance.check.interval.seconds=1",
+        ],
+    );
+    let topic = "replicated-changelog";
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create()
+        .expect("admin");
+    // Node 3 is the preferred leader: it leads again once back in sync.
+    let assignment: &[&[i32]] = &[&[3, 1, 2]];
+    let t = NewTopic::new(topic, 1, TopicReplication::Variable(assignment))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "65536")
+        .set("max.compaction.lag.ms", "1000");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt
+        .block_on(admin.create_topics(&[t], &AdminOptions::new()))
+        .expect("create_topics");
+    assert!(res[0].is_ok(), "{res:?}");
+    // Node 3 misses everything; the next leader cleans while it is away.
+    cluster.node(3).kill9();
+    let bootstrap = cluster.bootstrap();
+    let (moved, _) = common::cluster::eventually(Duration::from_secs(30), || {
+        leader_and_isr(&bootstrap, topic).is_some_and(|(l, _)| l == 1 || l == 2)
+    });
+    assert!(moved, "no leader took over from node 3");
+    produce(&bootstrap, topic, rounds(1_000, 30));
+    std::thread::sleep(Duration::from_millis(1_100));
+    produce(
+        &bootstrap,
+        topic,
+        [("filler".to_string(), Some("x".to_string()))],
+    );
+    let cleaned = read_until(&bootstrap, topic, Duration::from_secs(60), |s| {
+        s.len() == 1_001
+    });
+    assert_eq!(cleaned.len(), 1_001, "the leader cleaned");
+    // Back, node 3 fetches the cleaned log (offsets with gaps) and rejoins the ISR.
+    cluster.restart(3);
+    let (back, _) = common::cluster::eventually(Duration::from_secs(60), || {
+        leader_and_isr(&cluster.bootstrap(), topic).is_some_and(|(_, isr)| isr == [1, 2, 3])
+    });
+    assert!(back, "node 3 never rejoined the ISR");
+    let bootstrap = cluster.bootstrap();
+    let (leads, _) = common::cluster::eventually(Duration::from_secs(30), || {
+        leader_and_isr(&bootstrap, topic).is_some_and(|(l, _)| l == 3)
+    });
+    assert!(leads, "node 3 did not take its preferred leadership back");
+    let seen = read_all(&bootstrap, topic);
+    assert_ordered(&seen);
+    let want: HashMap<String, Option<String>> = rounds(1_000, 1)
+        .map(|(k, _)| (k, Some("29".to_string())))
         .chain([("filler".to_string(), Some("x".to_string()))])
         .collect();
-    let mut mid_cleaning = 0;
-    for delay_ms in [700u64, 1_900, 1_300] {
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        broker.kill9();
-        // A cleaning in flight leaves its `.cleaned` (or `.swap`) files behind.
-        let leftovers = std::fs::read_dir(broker.data.join("crashy-0"))
-            .expect("partition directory")
-            .filter_map(|e| e.ok())
-            .any(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name.ends_with(".cleaned") || name.ends_with(".swap")
-            });
-        mid_cleaning += usize::from(leftovers);
-        broker.restart();
-        let seen = read_all(&broker.addr, topic);
-        assert_ordered(&seen);
-        assert_eq!(
-            latest(&seen),
-            want,
-            "after a kill -9 {delay_ms} ms into cleaning"
-        );
-    }
-    assert!(mid_cleaning > 0, "no kill landed while a cleaning was writing");
-    let seen = read_until(&broker.addr, topic, Duration::from_secs(120), |s| {
-        s.len() == 2_001
-    });
-    assert_eq!(seen.len(), 2_001);
     assert_eq!(latest(&seen), want);
+    assert_eq!(seen.len(), 1_001, "node 3 holds the cleaned log it fetched");
 }

@@ -58,6 +58,12 @@ impl FileSlice {
         self.len == 0
     }
 
+    /// The bytes, read into `buf` (replacing what it held; its allocation is reused).
+    pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), LogError> {
+        buf.resize(self.len, 0);
+        self.file.read_exact_at(buf, self.position).at(&self.path)
+    }
+
     /// The bytes, copied into memory (for readers that decode records).
     pub fn read_bytes(&self) -> Result<Bytes, LogError> {
         let mut buf = vec![0u8; self.len];

@@ -300,9 +300,10 @@ impl PartitionLog {
     }
 
     /// Appends a leader's batches as they are (a follower's fetch): offsets and leader epochs
-    /// stay the leader's. The batches must start at this log's end and be contiguous; a
-    /// trailing partial batch (a fetch cut at its byte limit) is ignored. Returns the new log
-    /// end offset.
+    /// stay the leader's. The batches must start at or after this log's end, each after the
+    /// one before; gaps are normal where the leader's cleaner removed batches. A trailing
+    /// partial batch (a fetch cut at its byte limit) is ignored. Returns the new log end
+    /// offset.
     pub fn append_replicated(&self, records: &[u8], fetched_in: i32) -> Result<i64, LogError> {
         self.check_dir()?;
         let config = self.config();
@@ -316,9 +317,9 @@ impl PartitionLog {
                 break;
             };
             let h = batch::verify(bytes)?;
-            if h.base_offset != next {
+            if h.base_offset < next {
                 return Err(LogError::InvalidRecord(
-                    "replicated batch does not start at the log end",
+                    "replicated batch starts before the log end",
                 ));
             }
             next = h.next_offset();

@@ -67,12 +67,14 @@ pub enum CleanError {
 }
 
 /// Calls `f` on each whole batch of `seg` from `from` with a base below `until`, reading
-/// `chunk` bytes at a time, until `f` says stop. Returns the bytes read.
+/// `io_buffer` bytes at a time into `buf` (reused: the cleaner allocates nothing per read),
+/// until `f` says stop. Returns the bytes read.
 fn for_each_batch(
     seg: &Segment,
     from: i64,
     until: i64,
     p: &CleanParams,
+    buf: &mut Vec<u8>,
     mut f: impl FnMut(&[u8], &BatchHeader) -> Result<bool, CleanError>,
 ) -> Result<u64, CleanError> {
     let mut offset = from.max(seg.base_offset());
@@ -84,12 +86,12 @@ fn for_each_batch(
         let Some(slice) = seg.read(offset, p.io_buffer, until, true)? else {
             return Ok(read);
         };
-        let bytes = slice.read_bytes()?;
-        read += bytes.len() as u64;
-        p.throttle.account(bytes.len());
+        slice.read_into(buf)?;
+        read += buf.len() as u64;
+        p.throttle.account(buf.len());
         let mut next = offset;
-        for (range, h) in batch::headers(&bytes) {
-            if !f(&bytes[range], &h)? {
+        for (range, h) in batch::headers(buf) {
+            if !f(&buf[range], &h)? {
                 return Ok(read);
             }
             next = h.next_offset();
@@ -106,6 +108,7 @@ fn for_each_batch(
 fn build_offset_map(
     segments: &[Arc<Segment>],
     p: &CleanParams,
+    buf: &mut Vec<u8>,
     stats: &mut CleanStats,
 ) -> Result<(OffsetMap, i64), CleanError> {
     let mut map = OffsetMap::new(p.map_budget, p.load_factor);
@@ -115,8 +118,13 @@ fn build_offset_map(
         .iter()
         .filter(|s| s.next_offset() > p.first_dirty && s.base_offset() < p.first_uncleanable);
     for seg in dirty {
-        stats.dirty_bytes +=
-            for_each_batch(seg, p.first_dirty, p.first_uncleanable, p, |bytes, h| {
+        stats.dirty_bytes += for_each_batch(
+            seg,
+            p.first_dirty,
+            p.first_uncleanable,
+            p,
+            buf,
+            |bytes, h| {
                 if !h.is_control() {
                     if !map.has_room_for(h.record_count.max(0) as usize) {
                         if map.is_empty() {
@@ -133,7 +141,8 @@ fn build_offset_map(
                 }
                 end = h.next_offset();
                 Ok(true)
-            })?;
+            },
+        )?;
         if full {
             break;
         }
@@ -190,7 +199,8 @@ pub fn clean(log: &PartitionLog, p: &CleanParams) -> Result<CleanStats, CleanErr
     let Some(active_base) = segments.last().map(|s| s.base_offset()) else {
         return Err(CleanError::Aborted);
     };
-    let (map, end) = build_offset_map(&segments, p, &mut stats)?;
+    let mut buf = Vec::new();
+    let (map, end) = build_offset_map(&segments, p, &mut buf, &mut stats)?;
     stats.end_offset = end;
     let config = log.config();
     let cleanable: Vec<Arc<Segment>> = segments
@@ -216,7 +226,7 @@ pub fn clean(log: &PartitionLog, p: &CleanParams) -> Result<CleanStats, CleanErr
         let written = (|| -> Result<(), CleanError> {
             for seg in &group {
                 stats.bytes_read +=
-                    for_each_batch(seg, seg.base_offset(), i64::MAX, p, |bytes, h| {
+                    for_each_batch(seg, seg.base_offset(), i64::MAX, p, &mut buf, |bytes, h| {
                         stats.records_read += h.record_count.max(0) as u64;
                         let kept = if h.is_control() {
                             Filtered::Unchanged

@@ -7,6 +7,7 @@
 //! kept: that is `filter`. kafka-protocol decodes records into owned objects and keeps its
 //! varint codec private, so the few varints of a record's framing are read here.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -85,20 +86,23 @@ fn read_field(b: &[u8], at: &mut usize, end: usize) -> Result<Option<Range<usize
     Ok(Some(start..*at))
 }
 
-/// The batch's record bytes, decompressed.
-pub fn plain(batch: &[u8], h: &BatchHeader) -> Result<Bytes, LogError> {
-    let body = Bytes::copy_from_slice(batch.get(HEADER_LEN..).ok_or_else(corrupt)?);
+/// The batch's record bytes: borrowed when uncompressed, else decompressed.
+pub fn plain<'a>(batch: &'a [u8], h: &BatchHeader) -> Result<Cow<'a, [u8]>, LogError> {
+    let body = batch.get(HEADER_LEN..).ok_or_else(corrupt)?;
+    if h.compression() == NONE {
+        return Ok(Cow::Borrowed(body));
+    }
     let whole = |b: &mut dyn Buf| -> anyhow::Result<Bytes> { Ok(b.copy_to_bytes(b.remaining())) };
-    let mut body = body;
+    let mut body = Bytes::copy_from_slice(body);
     let r = match h.compression() {
-        NONE => return Ok(body),
         GZIP => Gzip::decompress(&mut body, |b| whole(b)),
         SNAPPY => Snappy::decompress(&mut body, |b| whole(b)),
         LZ4 => Lz4::decompress(&mut body, |b| whole(b)),
         ZSTD => Zstd::decompress(&mut body, |b| whole(b)),
         _ => return Err(LogError::CorruptBatch("unknown compression codec")),
     };
-    r.map_err(|_| LogError::CorruptBatch("records do not decompress"))
+    r.map(|b| Cow::Owned(Vec::from(b)))
+        .map_err(|_| LogError::CorruptBatch("records do not decompress"))
 }
 
 /// `plain` record bytes compressed with `codec`.

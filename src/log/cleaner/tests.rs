@@ -178,6 +178,19 @@ fn a_consumer_from_the_start_sees_the_latest_value_of_every_key() {
         cleaner.first_dirty_offset(TOPIC, 0),
         Some(log.log_end_offset())
     );
+    // The next cleaning (two more rounds make the log dirty enough) merges the small cleaned
+    // segments into few, each within segment.bytes.
+    let cleaned_segments = log.segment_count();
+    let more = write(&log, 500, 2, 25, 2_000);
+    log.roll().expect("roll");
+    clean_until_done(&cleaner, 2_000);
+    assert!(
+        log.segment_count() * 3 <= cleaned_segments,
+        "{} segments after {cleaned_segments}",
+        log.segment_count()
+    );
+    let seen = read_all(&log);
+    assert_consistent(&seen, &written.iter().chain(&more).cloned().collect());
     // Cleaned logs survive a restart as they are.
     drop((cleaner, log));
     logs.shutdown().expect("shutdown");
@@ -345,4 +358,27 @@ fn a_producers_last_batch_stays_even_when_emptied() {
         headers.iter().all(|h| h.base_offset != 0),
         "the producer's first batch is gone"
     );
+}
+
+#[test]
+fn compact_delete_also_applies_time_retention() {
+    for (policy, kept_after_retention) in [("compact", 100), ("compact,delete", 0)] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (logs, log) = open_with(
+            dir.path(),
+            LogConfig {
+                cleanup_policy: policy.into(),
+                retention_ms: 60_000,
+                ..config(8 * 1024)
+            },
+        );
+        write(&log, 100, 10, 10, 1_000);
+        log.roll().expect("roll");
+        let cleaner = LogCleaner::new(logs.clone(), CleanerConfig::default());
+        clean_until_done(&cleaner, 1_000);
+        assert_eq!(read_all(&log).len(), 100, "{policy}");
+        let removed = log.apply_retention(1_000 + 60_001).expect("retention");
+        crate::log::manager::remove_in_background(removed);
+        assert_eq!(read_all(&log).len(), kept_after_retention, "{policy}");
+    }
 }
