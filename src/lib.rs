@@ -19,7 +19,7 @@
 //! |---|---|
 //! | `config` | the one Config: flags, server.properties, `KAFKA_*` environment, Kafka's image defaults; the listeners resolved |
 //! | `cluster` | the controller quorum (openraft), controller listener, active controller, broker registration, replica fetcher, ISR changes |
-//! | `log` | storage engine: segments, indexes, file slices for zero-copy reads, recovery, retention |
+//! | `log` | storage engine: segments, indexes, file slices for zero-copy reads, recovery, retention, the log cleaner (compaction) on its own threads |
 //! | `group` | consumer groups, rebalances, committed offsets (`__consumer_offsets`) |
 //! | `metadata` | metadata records, the image replayed from them, the cache handlers read |
 //! | `producer` | producer ids and idempotence state (sequence checks, duplicates) |
