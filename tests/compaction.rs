@@ -443,3 +443,54 @@ fn a_follower_catches_up_from_a_cleaned_leader_and_leads_with_the_latest_values(
     assert_eq!(latest(&seen), want);
     assert_eq!(seen.len(), 1_001, "node 3 holds the cleaned log it fetched");
 }
+
+#[test]
+fn deleting_a_topic_mid_cleaning_leaves_the_broker_writable() {
+    let broker = BrokerProcess::start(&[
+        "--set",
+        "log.cleaner.backoff.ms=100",
+        "--set",
+        "log.cleaner.io.max.bytes.per.second=500000",
+    ]);
+    let topic = "doomed";
+    create_topic(
+        &broker.addr,
+        topic,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "65536"),
+            ("max.compaction.lag.ms", "1000"),
+        ],
+    );
+    produce(&broker.addr, topic, rounds(2_000, 20));
+    std::thread::sleep(Duration::from_millis(1_100));
+    produce(
+        &broker.addr,
+        topic,
+        [("filler".to_string(), Some("x".to_string()))],
+    );
+    let dir = broker.data.join("doomed-0");
+    let (writing, _) = common::cluster::eventually(Duration::from_secs(60), || {
+        std::fs::read_dir(&dir).is_ok_and(|mut entries| {
+            entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".cleaned")))
+        })
+    });
+    assert!(writing, "the cleaner never started writing");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt
+        .block_on(admin.delete_topics(&[topic], &AdminOptions::new()))
+        .expect("delete_topics");
+    assert!(res[0].is_ok(), "{res:?}");
+    // The cleaning is abandoned; the log directory stays online for every other topic.
+    std::thread::sleep(Duration::from_secs(1));
+    create_topic(&broker.addr, "after", &[]);
+    produce(&broker.addr, "after", rounds(10, 1));
+    assert_eq!(read_all(&broker.addr, "after").len(), 10);
+}

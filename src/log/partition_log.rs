@@ -76,6 +76,9 @@ pub struct PartitionLog {
     /// Shared by every log in the directory: set on an I/O failure, after which nothing is
     /// written there (Kafka takes the log directory offline).
     pub(super) dir_failed: Arc<AtomicBool>,
+    /// Set (under the writer lock) when the partition is being deleted: its directory is
+    /// about to be renamed away, so the cleaner must not swap files in it.
+    pub(super) deleting: AtomicBool,
 }
 
 /// Renames a file to `*.deleted` so no listing sees it again; the caller removes it later.
@@ -900,6 +903,7 @@ impl PartitionLog {
     /// Marks every segment deleted (topic deletion). The directory itself is the caller's.
     pub fn close_for_delete(&self) {
         let _writer = self.lock_writer();
+        self.deleting.store(true, Ordering::Release);
         for seg in self.segments_snapshot() {
             seg.close_handle();
             seg.release_indexes();

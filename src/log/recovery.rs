@@ -339,6 +339,7 @@ impl PartitionLog {
                 p.recovery_point.clamp(log_start, log_end)
             }),
             dir_failed: p.dir_failed,
+            deleting: AtomicBool::new(false),
         };
         Ok((log, stats))
     }

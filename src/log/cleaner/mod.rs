@@ -183,6 +183,9 @@ impl Shared {
     }
 
     fn clean_filthiest(&self, now: i64) -> Option<Result<CleanStats, CleanError>> {
+        if self.logs.is_failed() {
+            return None;
+        }
         let chosen = self.manager.grab_filthiest(&self.logs.all(), now)?;
         let key = chosen.key();
         let params = CleanParams {

@@ -9,6 +9,7 @@
 //! is changed under its write lock, so a reader never finds the range missing.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::clean::CleanError;
@@ -99,11 +100,15 @@ pub fn replace(
     let config = log.config();
     let _writer = log.lock_writer();
     let mut segments = log.segments.write().unwrap_or_else(|p| p.into_inner());
-    let unchanged = old.iter().all(|s| {
-        segments
-            .get(&s.base_offset())
-            .is_some_and(|current| Arc::ptr_eq(current, s))
-    });
+    // Deletion marks the log under this same lock before renaming its directory away, and a
+    // failed directory takes no writes.
+    let unchanged = !log.deleting.load(Ordering::Acquire)
+        && !log.dir_failed.load(Ordering::Acquire)
+        && old.iter().all(|s| {
+            segments
+                .get(&s.base_offset())
+                .is_some_and(|current| Arc::ptr_eq(current, s))
+        });
     if !unchanged {
         drop(segments);
         discard_files(&dir, base);
