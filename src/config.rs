@@ -42,6 +42,9 @@ pub struct Config {
     pub max_connections: usize,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
+    /// `metrics.listeners`: where `/metrics` and `/health` are served (host:port), None when
+    /// set empty.
+    pub metrics_listener: Option<String>,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
     /// `log.flush.offset.checkpoint.interval.ms`.
@@ -230,6 +233,7 @@ impl Default for Config {
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
             connections_max_idle_ms: 600_000,
+            metrics_listener: Some(DEFAULT_METRICS_LISTENER.to_string()),
             retention_check_interval_ms: 300_000,
             checkpoint_interval_ms: 60_000,
             cluster_id: "runnel-cluster-0000000001".to_string(),
@@ -239,6 +243,23 @@ impl Default for Config {
             explicit: BTreeMap::new(),
             ignored: Vec::new(),
         }
+    }
+}
+
+pub const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9644";
+
+/// `http://host:port` (the scheme may be left out); empty turns the endpoint off.
+fn parse_metrics_listener(v: &str) -> anyhow::Result<Option<String>> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let addr = v.strip_prefix("http://").unwrap_or(v);
+    match addr.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() && !addr.contains('/') => {
+            Ok(Some(addr.to_string()))
+        }
+        _ => bail!("invalid value {v:?} for metrics.listeners: expected http://host:port"),
     }
 }
 
@@ -317,6 +338,7 @@ impl Config {
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(key, v)?,
             "max.connections" => self.max_connections = parse_num(key, v)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, v)?,
+            "metrics.listeners" => self.metrics_listener = parse_metrics_listener(v)?,
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num(key, v)?
             }
@@ -818,6 +840,14 @@ impl Config {
                 self.connections_max_idle_ms.to_string(),
                 Long,
                 "Idle connections are closed after this long.",
+            ),
+            (
+                "metrics.listeners",
+                self.metrics_listener
+                    .as_ref()
+                    .map_or_else(String::new, |a| format!("http://{a}")),
+                Str,
+                "Where /metrics (Prometheus) and /health are served; empty: nowhere.",
             ),
             (
                 "log.retention.check.interval.ms",

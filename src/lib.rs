@@ -25,6 +25,7 @@
 //! | `producer` | producer ids and idempotence state (sequence checks, duplicates) |
 //! | `protocol` | request headers, the ApiVersions table, dispatch, error-code mapping, response frames with records left in files |
 //! | `broker` | one handler file per API family; the replica manager, each led partition's follower state and high watermark, the acks=all purgatory |
+//! | `metrics` | the request path's counters and the `/metrics` + `/health` endpoint, whose scrape reads them with the broker's state under Kafka's JMX exporter names |
 //! | `net` | every listener, connection loop, framing, sending a response (sendfile for records) |
 //! | `client` | the wire client: the CLI's consumer, producer and admin calls, and the replica fetcher's connection to a leader |
 #![deny(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod config;
 pub mod group;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod producer;
 pub mod protocol;

@@ -607,6 +607,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ),
             None => None,
         };
+        let metrics_listener = bind_metrics(&config).await?;
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         runnel::cluster::claim_data_dir(&config)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let cluster = Cluster::start(&config, controller_listener, stop_rx.clone()).await?;
@@ -637,6 +642,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         ));
         tokio::spawn(runnel::cluster::isr::run(broker.clone(), stop_rx.clone()));
+        if let Some(l) = metrics_listener {
+            tokio::spawn(runnel::metrics::http::serve(l, broker.clone(), stop_rx.clone()));
+        }
         registration::register(&cluster, &registration).await?;
         let caught_up = cluster.image.borrow().offset;
         broker.wait_published(caught_up).await?;
@@ -649,8 +657,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             heartbeat,
             stop_rx,
         ));
-        // Tests and scripts wait for this exact line.
-        println!("runnel listening on {bound} (data in {})", data.display());
+        // Tests and scripts wait for this exact line (and read the metrics port from it).
+        let metrics = metrics_addr.map_or_else(String::new, |a| format!("; metrics on http://{a}"));
+        println!(
+            "runnel listening on {bound} (data in {}{metrics})",
+            data.display()
+        );
         let c = cluster.clone();
         let b = broker.clone();
         let shutdown = async move {
@@ -670,6 +682,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cluster.shutdown().await;
         served
     })
+}
+
+/// The metrics listener. The default address is taken only when free (a second broker on the
+/// same machine goes without, with a warning); an address set explicitly must bind.
+async fn bind_metrics(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = &config.metrics_listener else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr.as_str()).await {
+        Ok(l) => {
+            let bound = l.local_addr()?;
+            tracing::info!(%bound, "serving /metrics and /health");
+            Ok(Some(l))
+        }
+        Err(e) if !config.is_explicit("metrics.listeners") => {
+            tracing::warn!(%addr, error = %e, "metrics listener not started (set metrics.listeners to choose another address)");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("binding metrics.listeners {addr}")),
+    }
 }
 
 /// process.roles=controller: a voter of the quorum and the active controller when elected,

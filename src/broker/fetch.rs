@@ -68,6 +68,13 @@ fn diverging_epoch(
     })
 }
 
+/// What one fetch took from one topic, for its metrics.
+struct TopicTally {
+    topic: std::sync::Arc<crate::metadata::Topic>,
+    bytes: u64,
+    failed: u64,
+}
+
 impl Broker {
     /// The response, with the record batches it carries left in their files (see
     /// `protocol::response`).
@@ -80,16 +87,24 @@ impl Broker {
     ) -> (FetchResponse, FileRecords) {
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let deadline = tokio::time::Instant::now() + wait;
+        let mut tally = Vec::new();
         loop {
             // Register for the wake-up before reading, so an append in between is not missed.
             let notified = self.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (response, files, bytes, errored) = self.fetch_once(&req, version, listener);
+            tally.clear();
+            let (response, files, bytes, errored) =
+                self.fetch_once(&req, version, listener, &mut tally);
             let done = bytes >= req.min_bytes.max(0) as usize
                 || errored
                 || tokio::time::Instant::now() >= deadline;
             if done {
+                let follower = replica_id(&req, version).is_some();
+                for t in &tally {
+                    let topic = self.metrics.topic(&t.topic.name);
+                    self.metrics.fetched(&topic, t.bytes, t.failed, follower);
+                }
                 return (response, files);
             }
             tokio::select! {
@@ -100,12 +115,14 @@ impl Broker {
     }
 
     /// One pass over the requested partitions: the response, its record bytes, and whether
-    /// any partition had an error (which answers at once, as Kafka does).
+    /// any partition had an error (which answers at once, as Kafka does); `tally` gets the
+    /// bytes and failed partitions of each known topic.
     fn fetch_once(
         &self,
         req: &FetchRequest,
         version: i16,
         listener: &str,
+        tally: &mut Vec<TopicTally>,
     ) -> (FetchResponse, FileRecords, usize, bool) {
         let mut budget = if req.max_bytes > 0 {
             req.max_bytes as usize
@@ -128,6 +145,7 @@ impl Broker {
                 self.metadata.get(&ft.topic.0)
             };
             let mut parts = Vec::with_capacity(ft.partitions.len());
+            let total_before = total;
             for fp in &ft.partitions {
                 let Some(topic) = topic.as_ref() else {
                     errored = true;
@@ -243,6 +261,13 @@ impl Broker {
                         );
                     }
                 }
+            }
+            if let Some(topic) = topic {
+                tally.push(TopicTally {
+                    topic,
+                    bytes: (total - total_before) as u64,
+                    failed: parts.iter().filter(|p| p.error_code != 0).count() as u64,
+                });
             }
             topics.push(
                 FetchableTopicResponse::default()

@@ -53,6 +53,10 @@ pub struct Broker {
     pub cluster: Arc<Cluster>,
     pub producer_ids: ProducerIdManager,
     pub groups: GroupCoordinator,
+    /// The request path's counters, read by `/metrics`.
+    pub metrics: crate::metrics::BrokerMetrics,
+    /// When the broker opened (the start of the first metrics window).
+    pub started: std::time::Instant,
     /// Woken after every append so long-polling fetches look again.
     pub appended: tokio::sync::Notify,
     /// The offset of the last image published to `metadata`.
@@ -124,6 +128,8 @@ impl Broker {
             cluster,
             producer_ids: ProducerIdManager::default(),
             groups,
+            metrics: crate::metrics::BrokerMetrics::default(),
+            started: std::time::Instant::now(),
             appended: tokio::sync::Notify::new(),
             published: tokio::sync::watch::channel(0).0,
         })

@@ -69,8 +69,11 @@ impl Broker {
                 self.metadata.get(&td.name.0)
             };
             let mut parts = Vec::with_capacity(td.partition_data.len());
+            // Per partition: its bytes and the records appended, for the topic's metrics.
+            let mut sizes = Vec::with_capacity(td.partition_data.len());
             for pd in td.partition_data {
                 let index = pd.index;
+                sizes.push((pd.records.as_ref().map_or(0, |r| r.len() as u64), 0u64));
                 let Some(topic) = topic.as_ref() else {
                     let e = if version >= FIRST_TOPIC_ID_VERSION {
                         ResponseError::UnknownTopicId
@@ -121,6 +124,9 @@ impl Broker {
                 match log.append(records.to_vec(), reg.leader_epoch) {
                     Ok(info) => {
                         appended = true;
+                        if let Some(s) = sizes.last_mut() {
+                            s.1 = (info.last_offset - info.base_offset + 1).max(0) as u64;
+                        }
                         if req.acks == -1 {
                             waits.push((
                                 responses.len(),
@@ -157,6 +163,11 @@ impl Broker {
                         parts.push(resp);
                     }
                 }
+            }
+            let metrics = topic.as_ref().map(|t| self.metrics.topic(&t.name));
+            for ((bytes, records), p) in sizes.iter().zip(&parts) {
+                self.metrics
+                    .produced(metrics.as_deref(), p.error_code != 0, *records, *bytes);
             }
             responses.push(
                 TopicProduceResponse::default()

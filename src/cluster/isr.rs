@@ -71,6 +71,12 @@ fn send(broker: &Arc<Broker>, change: IsrChange) {
     let broker = broker.clone();
     tokio::spawn(async move {
         let key = (change.topic.clone(), change.partition);
+        let before = broker
+            .metadata
+            .image()
+            .partition(&key.0, key.1)
+            .map_or(0, |r| r.isr.len());
+        let shrink = change.isr.len() < before;
         let request = ControllerRequest::AlterIsr {
             broker: broker.config.node_id,
             topic: change.topic,
@@ -79,7 +85,17 @@ fn send(broker: &Arc<Broker>, change: IsrChange) {
             partition_epoch: change.partition_epoch,
             isr: change.isr,
         };
-        if let Err(e) = broker.controller_change(request).await {
+        let done = broker.controller_change(request).await;
+        if done.is_ok() {
+            let m = &broker.metrics;
+            let counter = if shrink {
+                &m.isr_shrinks
+            } else {
+                &m.isr_expands
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Err(e) = done {
             tracing::info!(topic = %key.0, partition = key.1, error = %e, "ISR change not made");
             let image = broker.metadata.image();
             if let (Some(p), Some(reg)) = (broker.leaders.get(&key), image.partition(&key.0, key.1))

@@ -298,6 +298,11 @@ impl Cluster {
         }
     }
 
+    /// Whether this node is the active controller.
+    pub fn is_active_controller(&self) -> bool {
+        self.quorum.is_some() && self.leader() == u64::try_from(self.node_id).ok()
+    }
+
     fn set_leader_seen(&self, leader: Option<NodeId>) {
         if self.quorum.is_none() {
             *self.leader_seen.lock().unwrap_or_else(|p| p.into_inner()) = leader;

@@ -168,9 +168,18 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
                 else {
                     continue;
                 };
-                if let Err(e) = apply(log, *offset, *epoch, &pd) {
-                    failed += 1;
-                    tracing::debug!(topic = %name, partition = pd.partition_index, error = %e, "follower fetch not applied");
+                let bytes = pd.records.as_ref().map_or(0, |r| r.len() as u64);
+                match apply(log, *offset, *epoch, &pd) {
+                    Ok(()) => {
+                        broker
+                            .metrics
+                            .replication_bytes_in
+                            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        tracing::debug!(topic = %name, partition = pd.partition_index, error = %e, "follower fetch not applied");
+                    }
                 }
             }
         }

@@ -27,6 +27,17 @@ pub struct GroupSummary {
     pub state: GroupState,
 }
 
+/// What metrics show of a group coordinated here.
+#[derive(Debug, Clone)]
+pub struct GroupStats {
+    pub id: String,
+    pub state: GroupState,
+    pub members: usize,
+    pub generation: i32,
+    /// Committed offsets: (topic, partition, offset).
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
@@ -400,6 +411,32 @@ impl GroupCoordinator {
                     protocol_type: g.protocol_type.clone().unwrap_or_default(),
                     state: g.state,
                 })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Every group coordinated here, sorted by id.
+    pub fn stats(&self) -> Vec<GroupStats> {
+        let mut out: Vec<GroupStats> = self
+            .groups
+            .iter()
+            .map(|e| {
+                let g = lock(e.value());
+                let mut offsets: Vec<_> = g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), o)| (t.clone(), *p, o.offset))
+                    .collect();
+                offsets.sort();
+                GroupStats {
+                    id: g.id.clone(),
+                    state: g.state,
+                    members: g.members.len(),
+                    generation: g.generation,
+                    offsets,
+                }
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -2,13 +2,17 @@
 //! response, repeat. Requests on a connection are answered strictly in order, one at a time,
 //! as Kafka does (pipelined requests wait in the socket buffer).
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiKey;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::metrics;
 use crate::net::framing::{self, FrameError};
 use crate::net::send::send_frame;
 use crate::protocol::dispatch::{self, Outcome, RequestContext};
@@ -37,8 +41,14 @@ pub async fn serve(
     let ctx = RequestContext {
         peer_host: &host,
         listener: &listener,
+        follower_fetch: AtomicBool::new(false),
     };
-    match run(stream, &broker, &ctx, &mut shutdown).await {
+    let counted = broker.metrics.listener(&listener);
+    counted.created.fetch_add(1, Relaxed);
+    counted.connections.fetch_add(1, Relaxed);
+    let end = run(stream, &broker, &ctx, &mut shutdown).await;
+    counted.connections.fetch_sub(1, Relaxed);
+    match end {
         End::Oversized(size) => tracing::warn!(
             ?peer,
             size,
@@ -79,6 +89,8 @@ async fn run(
             Err(FrameError::Oversized(size)) => return End::Oversized(size),
             Err(FrameError::Io(e)) => return End::Io(e),
         };
+        let received = Instant::now();
+        let (key, version) = framing::api_key_and_version(&frame);
         match dispatch::handle(broker, frame, ctx).await {
             Outcome::Respond(response) => {
                 if let Err(e) = send_frame(wr.as_ref(), &response).await {
@@ -87,6 +99,15 @@ async fn run(
             }
             Outcome::Silent => {}
             Outcome::Close(reason) => return End::Protocol(reason),
+        }
+        let elapsed = received.elapsed();
+        broker.metrics.request_done(key, version, elapsed);
+        if key == ApiKey::Fetch as i16 {
+            let kind = match ctx.follower_fetch.load(Relaxed) {
+                true => metrics::FETCH_FOLLOWER,
+                false => metrics::FETCH_CONSUMER,
+            };
+            broker.metrics.request_done(kind, version, elapsed);
         }
         framing::release(&mut buf);
     }

@@ -67,3 +67,14 @@ pub fn release(buf: &mut BytesMut) {
 
 const START: usize = 64 * 1024;
 const KEEP: usize = 2 * 1024 * 1024;
+
+/// A request frame's API key and version (its first four bytes), -1 for a frame too short.
+pub fn api_key_and_version(frame: &[u8]) -> (i16, i16) {
+    match frame {
+        [k0, k1, v0, v1, ..] => (
+            i16::from_be_bytes([*k0, *k1]),
+            i16::from_be_bytes([*v0, *v1]),
+        ),
+        _ => (-1, -1),
+    }
+}

@@ -69,6 +69,13 @@ pub struct RequestContext<'a> {
     pub peer_host: &'a str,
     /// The listener it arrived on: answers name brokers by their endpoints on it.
     pub listener: &'a str,
+    /// Set when the request just handled was a follower's Fetch, so the connection times it
+    /// as Kafka's `FetchFollower` rather than `FetchConsumer`.
+    pub follower_fetch: std::sync::atomic::AtomicBool,
+}
+
+fn count_errors(broker: &Broker, key: i16, response: &ResponseKind) {
+    crate::metrics::errors::each_code(response, &mut |c| broker.metrics.error(key, c));
 }
 
 pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContext<'_>) -> Outcome {
@@ -112,6 +119,9 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContex
             let acks = r.acks;
             let resp = broker.produce(r, version, ctx.listener).await;
             if acks == 0 {
+                crate::metrics::errors::produce_codes(&resp, &mut |c| {
+                    broker.metrics.error(key_raw, c)
+                });
                 let failed = resp
                     .responses
                     .iter()
@@ -126,7 +136,13 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContex
             ResponseKind::Produce(resp)
         }
         RequestKind::Fetch(r) => {
+            let follower = crate::broker::fetch::replica_id(&r, version).is_some();
+            ctx.follower_fetch
+                .store(follower, std::sync::atomic::Ordering::Relaxed);
             let (response, files) = broker.fetch(r, version, ctx.listener).await;
+            crate::metrics::errors::fetch_codes(&response, &mut |c| {
+                broker.metrics.error(key_raw, c)
+            });
             return frame(
                 header.correlation_id,
                 api_key.response_header_version(version),
@@ -210,6 +226,7 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContex
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
+    count_errors(broker, key_raw, &response);
     frame(
         header.correlation_id,
         api_key.response_header_version(version),

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct BrokerProcess {
     child: Option<Child>,
     pub addr: String,
+    /// `host:port` of /metrics, when the broker serves it.
+    pub metrics: Option<String>,
     pub data: PathBuf,
     extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
@@ -38,10 +40,11 @@ impl BrokerProcess {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         vars.push(("KAFKA_LOG_DIRS".into(), data.display().to_string()));
-        let (child, addr) = spawn_with(&[], &vars);
+        let (child, addr, metrics) = spawn_with(&[], &vars);
         Self {
             child: Some(child),
             addr,
+            metrics,
             data,
             extra: Vec::new(),
             _tmp: Some(tmp),
@@ -50,10 +53,11 @@ impl BrokerProcess {
 
     pub fn start_in(data: &Path, extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(data, &extra, "127.0.0.1:0");
+        let (child, addr, metrics) = spawn(data, &extra, "127.0.0.1:0");
         Self {
             child: Some(child),
             addr,
+            metrics,
             data: data.to_path_buf(),
             extra,
             _tmp: None,
@@ -82,9 +86,10 @@ impl BrokerProcess {
     /// Starts again on the same data directory and the same port.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(&self.data, &self.extra, &self.addr);
+        let (child, addr, metrics) = spawn(&self.data, &self.extra, &self.addr);
         self.child = Some(child);
         self.addr = addr;
+        self.metrics = metrics;
     }
 }
 
@@ -94,7 +99,10 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn spawn(data: &Path, extra: &[String], listen: &str) -> (Child, String) {
+/// The child, its client address and its metrics address (from its "listening" line).
+type Started = (Child, String, Option<String>);
+
+fn spawn(data: &Path, extra: &[String], listen: &str) -> Started {
     let mut args = vec![
         "--listen".to_string(),
         listen.to_string(),
@@ -105,7 +113,7 @@ fn spawn(data: &Path, extra: &[String], listen: &str) -> (Child, String) {
     spawn_with(&args, &[])
 }
 
-fn spawn_with(args: &[String], env: &[(String, String)]) -> (Child, String) {
+fn spawn_with(args: &[String], env: &[(String, String)]) -> Started {
     // The same port may still be in TIME_WAIT-free transition right after a kill: retry briefly.
     for attempt in 0..50 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
@@ -122,7 +130,10 @@ fn spawn_with(args: &[String], env: &[(String, String)]) -> (Child, String) {
         let _ = BufReader::new(stdout).read_line(&mut line);
         if let Some(rest) = line.strip_prefix("runnel listening on ") {
             let addr = rest.split_whitespace().next().expect("address").to_string();
-            return (child, addr);
+            let metrics = rest
+                .split_once("metrics on http://")
+                .map(|(_, m)| m.trim_end().trim_end_matches(')').to_string());
+            return (child, addr, metrics);
         }
         let _ = child.wait();
         assert!(attempt < 49, "runnel did not start: {line:?}");
