@@ -34,6 +34,15 @@ use runnel::metadata::BrokerRegistration;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as one JSON object each (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RUNNEL_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +77,24 @@ enum Command {
     },
     /// Exit 0 if the broker answers ApiVersions, 1 if not (Docker's HEALTHCHECK).
     Health(HealthArgs),
+    /// The hottest partitions and their heaviest keys, live (from each broker's metrics listener).
+    Top(TopArgs),
+}
+
+#[derive(Parser)]
+struct TopArgs {
+    /// Metrics listeners of the brokers to merge (host:port, comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = runnel::config::DEFAULT_METRICS_LISTENER)]
+    metrics: Vec<String>,
+    /// Print one report as JSON and exit.
+    #[arg(long)]
+    json: bool,
+    /// Partitions shown.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    limit: usize,
+    /// Seconds between redraws of the live view.
+    #[arg(long, default_value_t = 2.0)]
+    interval: f64,
 }
 
 #[derive(Parser)]
@@ -250,11 +277,12 @@ enum TopicsCommand {
         #[arg(long, short = 'p')]
         partitions: i32,
     },
-    /// Delete a topic and its data.
+    /// Delete topics and their data.
     Delete {
         #[command(flatten)]
         server: Bootstrap,
-        topic: String,
+        #[arg(required = true)]
+        topics: Vec<String>,
     },
 }
 
@@ -346,15 +374,20 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(_) => "info,openraft=warn",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNNEL_LOG")
-                .unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
+    // RUST_LOG-style directives (`info,runnel::log=debug`) from RUNNEL_LOG, else RUST_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNNEL_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
         // Colour codes only for a terminal, not in `docker logs` or a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Produce(a) => {
@@ -384,6 +417,12 @@ fn run() -> anyhow::Result<()> {
         Command::Cluster {
             command: ClusterCommand::Status { server, json },
         } => client_runtime()?.block_on(cli::cluster::status(&server.bootstrap, json)),
+        Command::Top(a) => cli::top::run(
+            &a.metrics,
+            a.json,
+            a.limit,
+            Duration::from_secs_f64(a.interval.clamp(0.1, 3600.0)),
+        ),
         Command::Health(a) => {
             let target = match a.bootstrap {
                 Some(addr) => cli::health::Target::Broker(addr),
@@ -419,11 +458,15 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         max_records: args.max_messages,
         idle_timeout: args.timeout_ms.map(std::time::Duration::from_millis),
     };
+    let total = opts.max_records;
     let mut consumer = Consumer::start(opts).await?;
     let stdout = std::io::stdout();
+    let to_terminal = std::io::IsTerminal::is_terminal(&stdout);
+    let mut progress = cli::progress::Progress::new("consumed", total, !to_terminal);
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = None;
     let run = consumer.run(|_, r| {
+        progress.advance(1);
         let value = r.value.as_deref().map(String::from_utf8_lossy);
         let line = if args.print_key {
             let key = r.key.as_deref().map(String::from_utf8_lossy);
@@ -432,6 +475,10 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             value.unwrap_or_default().into_owned()
         };
         if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            // The reader went away (`| head`): nothing more can be printed; stop quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
             failed.get_or_insert(e);
         }
     });
@@ -440,6 +487,7 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => 0,
     };
     drop(out);
+    progress.finish();
     consumer.close().await?;
     if let Some(e) = failed {
         return Err(e.into());
@@ -506,9 +554,16 @@ async fn topics(command: TopicsCommand) -> anyhow::Result<()> {
             out!("Topic {topic} now has {partitions} partitions");
             Ok(())
         }
-        TopicsCommand::Delete { server, topic } => {
-            admin::delete_topic(&server.bootstrap, &topic).await?;
-            out!("Deleted topic {topic}");
+        TopicsCommand::Delete { server, topics } => {
+            // Progress only while the lines below go somewhere other than the terminal.
+            let shown = !std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let mut progress =
+                cli::progress::Progress::new("deleted", Some(topics.len() as u64), shown);
+            for topic in &topics {
+                admin::delete_topic(&server.bootstrap, topic).await?;
+                progress.advance(1);
+                out!("Deleted topic {topic}");
+            }
             Ok(())
         }
     }
@@ -568,6 +623,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         flags.push(("log.dirs".into(), d.display().to_string()));
     }
     let mut config = args.sources.load(&flags)?;
+    log_effective_config(&config);
     if !config.ignored.is_empty() {
         tracing::warn!(
             keys = %config.ignored.join(", "),
@@ -682,6 +738,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cluster.shutdown().await;
         served
     })
+}
+
+/// One line with what this process will be: the effective identity and every setting given
+/// (secrets would be masked here once SASL lands).
+fn log_effective_config(config: &Config) {
+    let roles = match (config.cluster.broker, config.cluster.controller) {
+        (true, true) => "broker,controller",
+        (true, false) => "broker",
+        _ => "controller",
+    };
+    let set: Vec<String> = config
+        .explicit
+        .iter()
+        .map(|(k, (v, source))| format!("{k}={v} ({source:?})"))
+        .collect();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id = config.node_id,
+        roles,
+        cluster_id = %config.cluster_id,
+        log_dir = %config.log_dir.display(),
+        voters = config.cluster.voters.len(),
+        metrics = config.metrics_listener.as_deref().unwrap_or("off"),
+        settings = %set.join(", "),
+        "starting"
+    );
 }
 
 /// The metrics listener. The default address is taken only when free (a second broker on the

@@ -403,3 +403,112 @@ fn metrics_listener_can_be_turned_off_and_must_bind_when_set() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("metrics.listeners"), "{stderr}");
 }
+
+/// Writes `n` records of `key` to `partition` of `topic`.
+fn produce_keyed(addr: &str, topic: &str, partition: i32, keys: &[(String, usize)]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let value = vec![b'v'; VALUE_LEN];
+    for (key, n) in keys {
+        for _ in 0..*n {
+            let mut record = BaseRecord::to(topic)
+                .key(key)
+                .payload(&value)
+                .partition(partition);
+            loop {
+                match p.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        p.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn runnel_top(metrics: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["top", "--metrics", metrics])
+        .args(extra)
+        .output()
+        .expect("runnel top");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn a_skewed_key_tops_runnel_top() {
+    let broker = BrokerProcess::start(&["--set", "metrics.listeners=http://127.0.0.1:0"]);
+    let metrics = broker.metrics.clone().expect("metrics address");
+    let a = admin(&broker.addr);
+    let topic = NewTopic::new("skewed", 2, TopicReplication::Fixed(1));
+    let created = block_on(a.create_topics(&[topic], &AdminOptions::new())).expect("create");
+    assert!(created[0].is_ok(), "{created:?}");
+    // 90% of partition 0's records carry one key; partition 1 gets far fewer records.
+    let mut keys = vec![("hot".to_string(), 2700)];
+    keys.extend((0..300).map(|i| (format!("cold-{i}"), 1)));
+    produce_keyed(&broker.addr, "skewed", 0, &keys);
+    produce_keyed(&broker.addr, "skewed", 1, &[("p1".to_string(), 300)]);
+
+    // Rates appear at the first tick (every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let text = runnel_top(&metrics, &["--json"]);
+        let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let ready = report["partitions"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2);
+        if ready || Instant::now() > deadline {
+            break report;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let partitions = report["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 2, "{report}");
+    let hottest = &partitions[0];
+    assert_eq!(
+        (hottest["topic"].as_str(), hottest["partition"].as_i64()),
+        (Some("skewed"), Some(0))
+    );
+    let top = &hottest["top_keys"][0];
+    assert_eq!(top["key"], "hot", "{report}");
+    let share = top["share"].as_f64().expect("share");
+    assert!((0.85..=0.95).contains(&share), "share {share}");
+    let skew = hottest["skew"].as_f64().expect("skew");
+    assert!(skew > 1.5, "skew {skew}");
+    assert!(hottest["records_per_s"][0].as_f64().expect("rate") > 0.0);
+
+    let table = runnel_top(&metrics, &[]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("skewed") && l.contains("hot (90%)")),
+        "{table}"
+    );
+    let s = scrape(&metrics);
+    let hot_key = [
+        ("topic", "skewed"),
+        ("partition", "0"),
+        ("rank", "1"),
+        ("key", "hot"),
+    ];
+    assert!(sum(&s, "runnel_hot_key_records_per_second", &hot_key) > 0.0);
+    assert!(
+        sum(
+            &s,
+            "runnel_hot_partition_records_per_second",
+            &[("topic", "skewed"), ("partition", "0"), ("window", "1m")]
+        ) > 0.0
+    );
+}

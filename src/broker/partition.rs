@@ -45,6 +45,8 @@ struct LeaderState {
 
 pub struct Partition {
     pub log: Arc<PartitionLog>,
+    /// What producers sent lately: rates and hot keys (`metrics::hot`).
+    pub activity: crate::metrics::hot::PartitionActivity,
     state: Mutex<LeaderState>,
     /// The high watermark, for acks=all produces waiting on it (the purgatory).
     hw: watch::Sender<i64>,
@@ -72,6 +74,7 @@ impl Partition {
                 partition_epoch: -1,
             }),
             log,
+            activity: Default::default(),
             hw: watch::channel(hw).0,
         }
     }

@@ -124,9 +124,11 @@ impl Broker {
                 match log.append(records.to_vec(), reg.leader_epoch) {
                     Ok(info) => {
                         appended = true;
+                        let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
                         if let Some(s) = sizes.last_mut() {
-                            s.1 = (info.last_offset - info.base_offset + 1).max(0) as u64;
+                            s.1 = n;
                         }
+                        partition.activity.appended(&records, n);
                         if req.acks == -1 {
                             waits.push((
                                 responses.len(),

@@ -26,6 +26,13 @@ impl Broker {
         let now = LogManager::now_ms();
         let mut hw_moved = false;
         for t in image.topics.values() {
+            if previous
+                .topic(&t.name)
+                .is_none_or(|before| before.id != t.id)
+                && previous.offset > 0
+            {
+                tracing::info!(topic = %t.name, partitions = t.partition_count(), "topic created");
+            }
             for (p, reg) in t.partitions.iter().enumerate() {
                 if !reg.replicas.contains(&me) {
                     continue;
@@ -65,6 +72,7 @@ impl Broker {
         for t in previous.topics.values() {
             let gone = image.topic(&t.name).is_none_or(|now| now.id != t.id);
             if gone {
+                tracing::info!(topic = %t.name, "topic deleted");
                 for p in 0..t.partition_count() {
                     self.leaders.remove(&(t.name.clone(), p));
                     self.logs.delete(&t.name, p)?;

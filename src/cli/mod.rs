@@ -4,7 +4,9 @@ pub mod cluster;
 pub mod groups;
 pub mod health;
 pub mod produce;
+pub mod progress;
 pub mod table;
+pub mod top;
 pub mod topics;
 
 /// Writes one line of a subcommand's output. When stdout is a pipe whose reader has gone

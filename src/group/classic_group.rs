@@ -491,6 +491,7 @@ impl Group {
         }
         self.generation = self.generation.wrapping_add(1);
         self.dirty = true;
+        tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), "group rebalanced");
         if self.members.is_empty() {
             self.protocol = None;
             self.leader = None;

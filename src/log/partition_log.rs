@@ -460,6 +460,7 @@ impl PartitionLog {
         // The sealed segment was fsynced by seal(): everything before the new one is durable.
         self.recovery_point.fetch_max(base_offset, Ordering::AcqRel);
         old.close_handle();
+        tracing::info!(topic = %self.topic, partition = self.partition, base_offset, rolled = old.base_offset(), "rolled a new segment");
         Ok(new)
     }
 
@@ -705,6 +706,9 @@ impl PartitionLog {
         if let Some(first_kept) = segments.get(doomed) {
             self.log_start_offset
                 .fetch_max(first_kept.base_offset(), Ordering::AcqRel);
+        }
+        if doomed > 0 {
+            tracing::info!(topic = %self.topic, partition = self.partition, segments = doomed, log_start_offset = self.log_start_offset(), "segments deleted by retention");
         }
         self.remove_segments_below_start(&mut writer)
     }

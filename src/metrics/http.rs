@@ -1,5 +1,6 @@
 //! The metrics listener (`metrics.listeners`): plain HTTP/1.1 GET of `/metrics` (Prometheus
-//! text) and `/health`, one request per connection. Bounded everywhere: the request head is
+//! text), `/top` (hot partitions and keys, JSON, for `runnel top`) and `/health`, one request
+//! per connection. Bounded everywhere: the request head is
 //! read within 8 KiB and 10 s, and at most 64 scrapes are served at once.
 
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use crate::broker::Broker;
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONCURRENT: usize = 64;
+/// What `/top` reports: the hottest partitions, and keys of each.
+const TOP_PARTITIONS: usize = 50;
+const TOP_KEYS: usize = 10;
 
 /// The OpenMetrics text format prometheus-client writes (Prometheus reads it, as do curl users).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -82,6 +86,13 @@ async fn answer(
             let mut body = String::with_capacity(64 * 1024);
             match prometheus_client::encoding::text::encode(&mut body, registry) {
                 Ok(()) => ("200 OK", CONTENT_TYPE, body),
+                Err(_) => ("500 Internal Server Error", "text/plain", String::new()),
+            }
+        }
+        ("GET", "/top") => {
+            let report = super::top::report(broker, TOP_PARTITIONS, TOP_KEYS);
+            match serde_json::to_string(&report) {
+                Ok(body) => ("200 OK", "application/json", body),
                 Err(_) => ("500 Internal Server Error", "text/plain", String::new()),
             }
         }

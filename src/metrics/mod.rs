@@ -8,8 +8,10 @@
 
 pub mod errors;
 pub mod histogram;
+pub mod hot;
 pub mod http;
 pub mod scrape;
+pub mod top;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -177,6 +179,25 @@ impl BrokerMetrics {
             return l.clone();
         }
         self.listeners.entry(name.to_string()).or_default().clone()
+    }
+}
+
+/// Moves every led partition's rates and decays its key counts, every `hot::TICK_SECS`.
+pub async fn tick(
+    broker: Arc<crate::broker::Broker>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs_f64(hot::TICK_SECS));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for p in broker.leaders.iter() {
+            p.value().activity.tick();
+        }
     }
 }
 

@@ -163,6 +163,7 @@ impl Collector for Scraper {
         logs(&broker, &mut out)?;
         replicas(&broker, &mut out)?;
         groups(&broker, &mut out)?;
+        hot(&broker, &mut out)?;
         process(&mut out)
     }
 }
@@ -593,6 +594,68 @@ fn groups(broker: &Broker, out: &mut Out) -> std::fmt::Result {
         "kafka_consumergroup_lag_sum",
         "Lag summed over a topic's partitions (kafka-exporter).",
         lag_sum,
+    )
+}
+
+/// Hot partitions and keys, bounded: the `HOT_PARTITIONS` hottest partitions, `HOT_KEYS` keys
+/// each.
+const HOT_PARTITIONS: usize = 20;
+const HOT_KEYS: usize = 5;
+const WINDOW_LABELS: [&str; 3] = ["1m", "5m", "15m"];
+
+fn hot(broker: &Broker, out: &mut Out) -> std::fmt::Result {
+    let report = super::top::report(broker, HOT_PARTITIONS, HOT_KEYS);
+    let per_window = |f: fn(&super::top::PartitionHeat) -> [f64; 3]| {
+        report
+            .partitions
+            .iter()
+            .flat_map(move |p| {
+                let rates = f(p);
+                WINDOW_LABELS.iter().zip(rates).map(move |(w, r)| {
+                    let mut labels = topic_partition(&p.topic, p.partition);
+                    labels.push(("window", w.to_string()));
+                    (labels, r)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    out.gauges(
+        "runnel_hot_partition_records_per_second",
+        "Records/s of the hottest partitions led here.",
+        per_window(|p| p.records_per_s),
+    )?;
+    out.gauges(
+        "runnel_hot_partition_bytes_per_second",
+        "Bytes/s of the hottest partitions led here.",
+        per_window(|p| p.bytes_per_s),
+    )?;
+    out.gauges(
+        "runnel_hot_partition_skew",
+        "1-minute records/s of a hot partition over its topic's mean per partition led here.",
+        report
+            .partitions
+            .iter()
+            .map(|p| (topic_partition(&p.topic, p.partition), p.skew)),
+    )?;
+    let keys = |f: fn(&super::top::KeyHeat) -> f64| {
+        report
+            .partitions
+            .iter()
+            .flat_map(move |p| {
+                p.top_keys.iter().enumerate().map(move |(rank, k)| {
+                    let mut labels = topic_partition(&p.topic, p.partition);
+                    labels.push(("rank", (rank + 1).to_string()));
+                    labels.push(("key", k.key.clone()));
+                    (labels, f(k))
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    out.gauges("runnel_hot_key_records_per_second", "Records/s of the heaviest keys of the hottest partitions (sampled, about the last minute).", keys(|k| k.records_per_s))?;
+    out.gauges(
+        "runnel_hot_key_share",
+        "A heavy key's share of its partition's records.",
+        keys(|k| k.share),
     )
 }
 

@@ -29,6 +29,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(group_timers(broker.clone(), stop_rx.clone()));
+    tokio::spawn(crate::metrics::tick(broker.clone(), stop_rx.clone()));
     let accepting: Vec<_> = listeners
         .into_iter()
         .map(|(name, listener)| {
