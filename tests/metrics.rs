@@ -512,3 +512,113 @@ fn a_skewed_key_tops_runnel_top() {
         ) > 0.0
     );
 }
+
+#[test]
+fn replica_metrics_follow_a_follower_down_and_back() {
+    let mut cluster = common::cluster::Cluster::start_configured(
+        vec!["broker,controller"; 3],
+        &["replica.lag.time.max.ms=3000"],
+    );
+    let bootstrap = cluster.bootstrap();
+    let topic = NewTopic::new("rep", 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    let created =
+        block_on(admin(&bootstrap).create_topics(&[topic], &AdminOptions::new())).expect("create");
+    assert!(created[0].is_ok(), "{created:?}");
+    produce(&bootstrap, "rep", 200, 0);
+
+    let scrapes: Vec<(i32, Series)> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.id, scrape(&n.metrics_addr())))
+        .collect();
+    let total = |name: &str| scrapes.iter().map(|(_, s)| sum(s, name, &[])).sum::<f64>();
+    assert_eq!(
+        total("kafka_controller_kafkacontroller_activecontrollercount"),
+        1.0
+    );
+    assert_eq!(
+        total("kafka_controller_kafkacontroller_offlinepartitionscount"),
+        0.0
+    );
+    let rep = [("topic", "rep")];
+    let leader = scrapes
+        .iter()
+        .find(|(_, s)| sum(s, "kafka_topic_partition_current_offset", &rep) == 200.0)
+        .map(|(id, _)| *id)
+        .expect("a leader reporting the partition");
+    let leader_addr = cluster.node(leader).metrics_addr();
+    let (follower, witness) = {
+        let others: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
+        (others[0], others[1])
+    };
+    for (id, s) in &scrapes {
+        assert_eq!(
+            sum(s, "kafka_log_log_logendoffset", &rep),
+            200.0,
+            "node {id}"
+        );
+    }
+
+    cluster.node(follower).kill9();
+    let shrunk = common::cluster::eventually(Duration::from_secs(30), || {
+        let s = scrape(&leader_addr);
+        sum(
+            &s,
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            &[],
+        ) == 1.0
+            && sum(&s, "kafka_server_replicamanager_isrshrinks_total", &[]) >= 1.0
+    });
+    assert!(
+        shrunk.0,
+        "the leader never reported the partition under-replicated"
+    );
+    let s = scrape(&leader_addr);
+    assert_eq!(
+        sum(
+            &s,
+            "kafka_server_replicamanager_atminisrpartitioncount",
+            &[]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &s,
+            "kafka_server_replicamanager_underminisrpartitioncount",
+            &[]
+        ),
+        0.0
+    );
+
+    cluster.restart(follower);
+    let expanded = common::cluster::eventually(Duration::from_secs(30), || {
+        let s = scrape(&leader_addr);
+        sum(
+            &s,
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            &[],
+        ) == 0.0
+            && sum(&s, "kafka_server_replicamanager_isrexpands_total", &[]) >= 1.0
+    });
+    assert!(
+        expanded.0,
+        "the follower never rejoined the ISR in the leader's metrics"
+    );
+    let s = scrape(&leader_addr);
+    assert!(
+        sum(
+            &s,
+            "kafka_server_brokertopicmetrics_replicationbytesout_total",
+            &[]
+        ) >= 200.0 * VALUE_LEN as f64
+    );
+    let w = scrape(&cluster.node(witness).metrics_addr());
+    assert!(
+        sum(
+            &w,
+            "kafka_server_brokertopicmetrics_replicationbytesin_total",
+            &[]
+        ) >= 200.0 * VALUE_LEN as f64
+    );
+}

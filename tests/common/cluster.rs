@@ -14,6 +14,8 @@ pub struct Node {
     pub roles: &'static str,
     pub client_port: u16,
     pub controller_port: u16,
+    /// Where the node serves /metrics (each its own, so nodes never contend for the default).
+    pub metrics_port: u16,
     pub data: PathBuf,
     /// Extra `key=value` settings given to every start (later ones win).
     pub settings: Vec<String>,
@@ -44,6 +46,10 @@ impl Node {
             .args(["--set", &format!("listeners={}", self.listeners())])
             .args(["--set", &format!("controller.quorum.voters={voters}")])
             .args(["--set", "num.partitions=3"])
+            .args([
+                "--set",
+                &format!("metrics.listeners=http://127.0.0.1:{}", self.metrics_port),
+            ])
             .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
             // openraft reports unreachable peers at ERROR while the others start or are killed.
             .env("RUNNEL_LOG", "warn,openraft=off")
@@ -80,6 +86,10 @@ impl Node {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port)
     }
 
     pub fn is_running(&self) -> bool {
@@ -143,6 +153,7 @@ impl Cluster {
                 roles,
                 client_port: free_port(),
                 controller_port: free_port(),
+                metrics_port: free_port(),
                 data: tmp.path().join(format!("node{id}")),
                 settings: settings.iter().map(|s| s.to_string()).collect(),
                 child: None,
