@@ -237,6 +237,19 @@ fn metrics_after_known_traffic() {
         &[("request", "Produce"), ("quantile", "0.99")],
     );
     assert!(p99 > 0.0, "produce p99 {p99}");
+    let queued = |q| {
+        s.get("kafka_network_requestmetrics_requestqueuetimems")
+            .into_iter()
+            .flatten()
+            .any(|(l, _)| {
+                l.get("request").map(String::as_str) == Some("Produce")
+                    && l.get("quantile").map(String::as_str) == Some(q)
+            })
+    };
+    assert!(
+        queued("0.99") && queued("0.50"),
+        "queue time quantiles of Produce"
+    );
 
     assert_eq!(sum(&s, "kafka_log_log_logendoffset", &topic), 350.0);
     assert_eq!(sum(&s, "kafka_log_log_logstartoffset", &topic), 0.0);

@@ -56,6 +56,17 @@ struct ApiMetrics {
     /// Index = error code, except slot ERROR_SLOTS - 1: codes outside 0..ERROR_SLOTS - 1.
     errors: Box<[AtomicU64]>,
     total_time: Histogram,
+    queue_time: Histogram,
+}
+
+/// A request's times, as Kafka's RequestMetrics splits them.
+#[derive(Clone, Copy)]
+pub struct RequestTimes {
+    /// From the request being whole in the connection's buffer to its response written.
+    pub total: Duration,
+    /// How long it waited there behind earlier requests of the connection (Kafka answers a
+    /// connection's requests in order too; RequestQueueTimeMs).
+    pub queue: Duration,
 }
 
 impl Default for ApiMetrics {
@@ -64,6 +75,7 @@ impl Default for ApiMetrics {
             by_version: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: (0..ERROR_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             total_time: Histogram::default(),
+            queue_time: Histogram::default(),
         }
     }
 }
@@ -116,12 +128,12 @@ impl BrokerMetrics {
         &self.apis[api_slot(key)]
     }
 
-    /// A request answered (or, with acks=0, handled): counted by API and version, its time
-    /// from the frame being read to the response being written.
-    pub fn request_done(&self, key: i16, version: i16, elapsed: Duration) {
+    /// A request answered (or, with acks=0, handled): counted by API and version, and timed.
+    pub fn request_done(&self, key: i16, version: i16, times: RequestTimes) {
         let api = self.api(key);
         add(&api.by_version[slot(version, VERSION_SLOTS)], 1);
-        api.total_time.record(elapsed);
+        api.total_time.record(times.total);
+        api.queue_time.record(times.queue);
     }
 
     pub fn error(&self, key: i16, code: i16) {
@@ -207,6 +219,7 @@ pub(crate) struct ApiSnapshot {
     pub by_version: Vec<(i16, u64)>,
     pub errors: Vec<(i16, u64)>,
     pub total_time: Vec<u64>,
+    pub queue_time: Vec<u64>,
 }
 
 impl BrokerMetrics {
@@ -235,6 +248,7 @@ impl BrokerMetrics {
                     by_version,
                     errors,
                     total_time: api.total_time.snapshot(),
+                    queue_time: api.queue_time.snapshot(),
                 })
             })
             .collect()

@@ -35,6 +35,7 @@ const QUANTILES: [(f64, &str); 6] = [
 struct Snapshot {
     at: Instant,
     times: HashMap<i16, Vec<u64>>,
+    queue_times: HashMap<i16, Vec<u64>>,
     connections_created: HashMap<String, u64>,
 }
 
@@ -138,6 +139,7 @@ impl Scraper {
         Snapshot {
             at: first.at,
             times: first.times.clone(),
+            queue_times: first.queue_times.clone(),
             connections_created: first.connections_created.clone(),
         }
     }
@@ -148,6 +150,7 @@ fn empty_snapshot(at: Instant) -> Snapshot {
     Snapshot {
         at,
         times: HashMap::new(),
+        queue_times: HashMap::new(),
         connections_created: HashMap::new(),
     }
 }
@@ -183,6 +186,7 @@ impl Scraper {
         let base = self.baseline(Snapshot {
             at: now,
             times: apis.iter().map(|a| (a.key, a.total_time.clone())).collect(),
+            queue_times: apis.iter().map(|a| (a.key, a.queue_time.clone())).collect(),
             connections_created: listeners
                 .iter()
                 .map(|(n, l)| (n.clone(), l.created.load(Relaxed)))
@@ -213,18 +217,33 @@ impl Scraper {
             }),
         )?;
         let empty = Vec::new();
+        let quantiles = |queue: bool| -> Vec<(Labels, f64)> {
+            let mut rows = Vec::new();
+            for a in &apis {
+                let (from, to) = match queue {
+                    false => (base.times.get(&a.key), &a.total_time),
+                    true => (base.queue_times.get(&a.key), &a.queue_time),
+                };
+                let from = from.unwrap_or(&empty);
+                for (q, label) in QUANTILES {
+                    let labels = vec![
+                        ("request", api_name(a.key)),
+                        ("quantile", label.to_string()),
+                    ];
+                    rows.push((labels, quantile_ms(from, to, q)));
+                }
+            }
+            rows
+        };
         out.gauges(
             "kafka_network_requestmetrics_totaltimems",
             "Request time in ms from the frame read to the response written, over the last five minutes (TotalTimeMs).",
-            apis.iter().flat_map(|a| {
-                let from = base.times.get(&a.key).unwrap_or(&empty);
-                QUANTILES.iter().map(move |(q, label)| {
-                    (
-                        vec![("request", api_name(a.key)), ("quantile", label.to_string())],
-                        quantile_ms(from, &a.total_time, *q),
-                    )
-                })
-            }),
+            quantiles(false),
+        )?;
+        out.gauges(
+            "kafka_network_requestmetrics_requestqueuetimems",
+            "Time in ms a request waited behind earlier ones of its connection, over the last five minutes (RequestQueueTimeMs).",
+            quantiles(true),
         )?;
         out.gauges(
             "kafka_server_socket_server_metrics_connection_count",

@@ -70,7 +70,11 @@ async fn run(
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
     let mut buf = framing::buffer();
+    // When the last read from the socket returned: a request already whole in the buffer
+    // then (pipelined behind the one being answered) has waited since.
+    let mut last_read = Instant::now();
     loop {
+        let buffered = framing::holds_frame(&buf);
         // Only the wait for a request's first bytes counts as idle.
         let started = tokio::select! {
             r = tokio::time::timeout(idle, framing::fill(&mut rd, &mut buf, 1)) => match r {
@@ -89,7 +93,11 @@ async fn run(
             Err(FrameError::Oversized(size)) => return End::Oversized(size),
             Err(FrameError::Io(e)) => return End::Io(e),
         };
-        let received = Instant::now();
+        let now = Instant::now();
+        let received = if buffered { last_read } else { now };
+        if !buffered {
+            last_read = now;
+        }
         let (key, version) = framing::api_key_and_version(&frame);
         match dispatch::handle(broker, frame, ctx).await {
             Outcome::Respond(response) => {
@@ -100,14 +108,17 @@ async fn run(
             Outcome::Silent => {}
             Outcome::Close(reason) => return End::Protocol(reason),
         }
-        let elapsed = received.elapsed();
-        broker.metrics.request_done(key, version, elapsed);
+        let times = metrics::RequestTimes {
+            total: received.elapsed(),
+            queue: now - received,
+        };
+        broker.metrics.request_done(key, version, times);
         if key == ApiKey::Fetch as i16 {
             let kind = match ctx.follower_fetch.load(Relaxed) {
                 true => metrics::FETCH_FOLLOWER,
                 false => metrics::FETCH_CONSUMER,
             };
-            broker.metrics.request_done(kind, version, elapsed);
+            broker.metrics.request_done(kind, version, times);
         }
         framing::release(&mut buf);
     }

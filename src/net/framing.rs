@@ -68,6 +68,17 @@ pub fn release(buf: &mut BytesMut) {
 const START: usize = 64 * 1024;
 const KEEP: usize = 2 * 1024 * 1024;
 
+/// Whether `buf` already holds a whole frame (read along with an earlier one).
+pub fn holds_frame(buf: &[u8]) -> bool {
+    match buf {
+        [a, b, c, d, rest @ ..] => {
+            let size = i32::from_be_bytes([*a, *b, *c, *d]);
+            size >= 0 && rest.len() >= size as usize
+        }
+        _ => false,
+    }
+}
+
 /// A request frame's API key and version (its first four bytes), -1 for a frame too short.
 pub fn api_key_and_version(frame: &[u8]) -> (i16, i16) {
     match frame {
