@@ -531,6 +531,8 @@ impl Config {
             .collect();
         if defaults == Defaults::KafkaImage {
             c.set("log.dirs", IMAGE_DATA_DIR)?;
+            // In a container the loopback default would be unreachable from the host.
+            c.set("metrics.listeners", "http://0.0.0.0:9644")?;
             // Kafka's images run their stock single-node properties only when no variable
             // configures the broker.
             if properties_file.is_none() && env.iter().all(|(var, ..)| var == "CLUSTER_ID") {
@@ -674,6 +676,7 @@ mod tests {
     fn image_defaults_apply_only_without_kafka_variables() {
         let c = Config::load(Defaults::KafkaImage, None, Vec::new(), &[]).expect("config");
         assert_eq!(c.log_dir, PathBuf::from(IMAGE_DATA_DIR));
+        assert_eq!(c.metrics_listener.as_deref(), Some("0.0.0.0:9644"));
         let l = &c.listeners.client[0];
         assert_eq!(
             (l.advertised_host.as_str(), l.advertised_port),

@@ -207,6 +207,9 @@ def test_single_node_serves_containers_on_the_compose_network(single):
     assert sorted(out.split()) == sorted(f"n{i}" for i in range(40))
     desc = single.run("groups", "describe", group, "-b", inside).stdout
     assert t in desc, desc
+    # The image serves its metrics listener on every interface of the container.
+    report = json.loads(single.run("top", "--json", "--metrics", "broker:9644").stdout)
+    assert t in [x["topic"] for x in report["topics"]], report
 
 
 def test_image_defaults_and_a_volume_of_another_cluster(single):
