@@ -21,7 +21,7 @@ const WINDOWS_MIN: [f64; 3] = [1.0, 5.0, 15.0];
 /// Key counts decay with this time constant, so a key's count over it is its recent rate.
 const KEY_HORIZON_SECS: f64 = 60.0;
 const SAMPLE_BUDGET: u64 = 1 << 20;
-const SAMPLE_ONE_IN: u64 = 16;
+const SAMPLE_ONE_IN: u64 = 64;
 pub const TOP_KEYS: usize = 32;
 pub const MAX_KEY_BYTES: usize = 64;
 
@@ -292,7 +292,7 @@ mod tests {
             .collect();
         let b = batch::encode(&one_key).expect("batch");
         let mut records = 0u64;
-        // 20 MB: well past the sampling budget, so most batches are sampled one in 16.
+        // 20 MB: well past the sampling budget, so most batches are sampled one in 64.
         for _ in 0..400 {
             records += 50;
             p.appended(&b, 50);
