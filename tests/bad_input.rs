@@ -211,6 +211,76 @@ fn bad_batches_get_kafka_error_codes() {
     );
 }
 
+/// One record of `value_len` zero bytes under key "k", zstd-compressed: a few KiB on the wire.
+fn zip_bomb(value_len: usize) -> Vec<u8> {
+    let record = runnel::log::batch::plain_record(
+        0,
+        1,
+        Some(Bytes::from_static(b"k")),
+        Some(Bytes::from(vec![0u8; value_len])),
+    );
+    let mut buf = BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        [record].iter(),
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::Zstd,
+        },
+    )
+    .expect("encode");
+    buf.to_vec()
+}
+
+/// The broker's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
+}
+
+#[test]
+fn a_zip_bomb_is_never_inflated() {
+    let broker = BrokerProcess::start(&[]);
+    let mut s = connect(&broker.addr);
+    for (name, policy) in [("plain", "delete"), ("compacted", "compact")] {
+        let create = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
+                    )
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_value(Some(StrBytes::from_static_str(policy))),
+                ])]);
+        s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create))
+            .expect("write");
+        read_frame(&mut s).expect("create response");
+    }
+    // 320 MiB of records in a few KiB: past the broker's 64 MiB limit for looking inside.
+    let bomb = zip_bomb(320 << 20);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    // A compacted topic must check every record's key: the bomb is refused, not inflated.
+    assert_eq!(
+        produce(&mut s, "compacted", bomb.clone()),
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    // Elsewhere batches are stored as sent; hot-key sampling passes over it.
+    assert_eq!(produce(&mut s, "plain", bomb), 0);
+    assert_eq!(produce(&mut s, "plain", batch(3)), 0, "still serving");
+    let peak = peak_rss_mib(broker.pid());
+    eprintln!("broker peak RSS after the bombs: {peak} MiB");
+    assert!(peak < 160, "the broker peaked at {peak} MiB");
+}
+
 #[test]
 fn connection_cap_and_idle_timeout() {
     let broker = BrokerProcess::start(&[

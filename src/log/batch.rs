@@ -4,6 +4,7 @@
 //! stored and served as the bytes the client sent.
 
 use super::error::LogError;
+use super::{codec, records};
 
 /// Size of the v2 batch header that precedes the records.
 pub const HEADER_LEN: usize = 61;
@@ -236,37 +237,49 @@ pub fn headers(bytes: &[u8]) -> impl Iterator<Item = (std::ops::Range<usize>, Ba
     })
 }
 
-/// The indexes (counted over all records of `bytes`) of records without a key, which a
-/// compacted topic refuses. Decompresses as needed; an undecodable batch counts as keyless.
-pub fn keyless_records(bytes: &[u8]) -> Vec<i32> {
-    let mut buf = bytes::Bytes::copy_from_slice(bytes);
-    let mut keyless = Vec::new();
-    let mut index = 0i32;
-    while !buf.is_empty() {
-        let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
-            keyless.push(index);
-            break;
-        };
-        for r in set.records {
-            if !r.control && r.key.is_none() {
-                keyless.push(index);
-            }
-            index += 1;
+/// Every record of every batch in `bytes` with its batch's header, decompressing within
+/// `codec::MAX_DECOMPRESSED_BATCH`; an error for bytes that are not whole batches.
+fn each_record(
+    bytes: &[u8],
+    mut f: impl FnMut(&BatchHeader, &records::Record),
+) -> Result<(), LogError> {
+    let mut covered = 0;
+    for (range, h) in headers(bytes) {
+        covered = range.end;
+        let plain = records::plain(&bytes[range], &h, codec::MAX_DECOMPRESSED_BATCH)?;
+        for r in records::parse(&plain, &h)? {
+            f(&h, &r);
         }
     }
-    keyless
+    if covered != bytes.len() {
+        return Err(LogError::CorruptBatch("bytes after the last whole batch"));
+    }
+    Ok(())
 }
 
-/// Offset and timestamp of every record in the batches in `bytes` (decompressing as needed).
-/// Only the rare by-timestamp lookups use it; produce and fetch never look inside a batch.
-pub fn record_timestamps(bytes: &bytes::Bytes) -> Vec<(i64, i64)> {
+/// The indexes (counted over all records of `bytes`) of records without a key, which a
+/// compacted topic refuses. Decompresses within the broker's limit: a batch that does not
+/// decompress (a zip bomb included) is an error, not inflated.
+pub fn keyless_records(bytes: &[u8]) -> Result<Vec<i32>, LogError> {
+    let mut keyless = Vec::new();
+    let mut index = 0i32;
+    each_record(bytes, |h, r| {
+        if !h.is_control() && r.key.is_none() {
+            keyless.push(index);
+        }
+        index += 1;
+    })?;
+    Ok(keyless)
+}
+
+/// Offset and timestamp of every record in the batches in `bytes` (decompressing as needed;
+/// a batch that does not decompress within the limit is passed over). Only the rare
+/// by-timestamp lookups use it; produce and fetch never look inside a batch.
+pub fn record_timestamps(bytes: &[u8]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
-    for (range, h) in headers(bytes) {
-        let mut one = bytes.slice(range);
-        let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut one) else {
-            continue;
-        };
-        for r in set.records {
+    for (range, _) in headers(bytes) {
+        // Records reach `out` only once their whole batch has decoded.
+        let _ = each_record(&bytes[range], |h, r| {
             // LogAppendTime: every record carries the batch's (broker) timestamp.
             let ts = if h.is_log_append_time() {
                 h.max_timestamp
@@ -274,7 +287,7 @@ pub fn record_timestamps(bytes: &bytes::Bytes) -> Vec<(i64, i64)> {
                 r.timestamp
             };
             out.push((r.offset, ts));
-        }
+        });
     }
     out
 }
@@ -391,11 +404,10 @@ mod tests {
             })
             .collect();
         let b = encode(&recs).expect("encode");
-        assert_eq!(keyless_records(&b), vec![1, 3]);
-        assert!(keyless_records(&batch(3, 0, 1)).is_empty());
-        assert_eq!(
-            keyless_records(&b[..b.len() - 1]),
-            vec![0],
+        assert_eq!(keyless_records(&b).expect("whole"), vec![1, 3]);
+        assert!(keyless_records(&batch(3, 0, 1)).expect("whole").is_empty());
+        assert!(
+            keyless_records(&b[..b.len() - 1]).is_err(),
             "damaged: refused whole"
         );
     }

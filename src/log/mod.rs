@@ -17,10 +17,13 @@
 //! | `file_slice` | FileRecords: batches named by file position, sent without copying |
 //! | `parallel` | start-up work spread over threads |
 //! | `cleaner` | LogCleaner: compaction of `cleanup.policy=compact` logs |
+//! | `codec` | decompression bounded by a limit (CompressionType's streams) |
+//! | `records` | the records inside a batch (DefaultRecord framing), for the few who look |
 
 pub mod batch;
 pub mod checkpoint;
 pub mod cleaner;
+pub mod codec;
 pub mod config;
 pub mod epoch_cache;
 pub mod error;
@@ -32,6 +35,7 @@ mod mmap;
 pub mod offset_index;
 pub mod parallel;
 pub mod partition_log;
+pub mod records;
 pub mod recovery;
 pub mod segment;
 pub mod time_index;

@@ -233,7 +233,7 @@ impl PartitionLog {
             return Err(LogError::CorruptBatch("no record batch"));
         }
         if config.is_compacted() {
-            let keyless = batch::keyless_records(&records);
+            let keyless = batch::keyless_records(&records)?;
             if !keyless.is_empty() {
                 return Err(LogError::KeylessRecords(keyless));
             }

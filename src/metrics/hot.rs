@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::log::batch;
-use crate::log::cleaner::records;
+use crate::log::records;
 
 /// How often rates are updated and key counts decay.
 pub const TICK_SECS: f64 = 5.0;
@@ -23,6 +23,9 @@ const KEY_HORIZON_SECS: f64 = 60.0;
 const SAMPLE_BUDGET: u64 = 1 << 20;
 const SAMPLE_ONE_IN: u64 = 64;
 pub const TOP_KEYS: usize = 32;
+/// A sampled batch inflating past this is left out of the sample (its records still count in
+/// the rates): sampling never holds more than this in memory per batch.
+const SAMPLE_DECOMPRESSED_LIMIT: usize = 8 << 20;
 pub const MAX_KEY_BYTES: usize = 64;
 
 /// Records or bytes per second over 1, 5 and 15 minutes.
@@ -168,7 +171,7 @@ impl PartitionActivity {
             if h.is_control() {
                 continue;
             }
-            let Ok(plain) = records::plain(bytes, &h) else {
+            let Ok(plain) = records::plain(bytes, &h, SAMPLE_DECOMPRESSED_LIMIT) else {
                 continue;
             };
             let Ok(parsed) = records::parse(&plain, &h) else {

@@ -7,9 +7,10 @@
 //! it is cleaned with a tombstone in it. Never decides whether a record is the latest of its
 //! key: the caller's `keep` does.
 
-use super::records::{self, Record};
 use crate::log::batch::{self, BatchHeader, Rewrite, HEADER_LEN};
+use crate::log::codec;
 use crate::log::error::LogError;
+use crate::log::records::{self, Record};
 
 /// A record as `keep` sees it.
 pub struct Candidate<'a> {
@@ -42,7 +43,7 @@ pub fn filter(
     policy: &BatchPolicy,
     mut keep: impl FnMut(&Candidate<'_>) -> bool,
 ) -> Result<Filtered, LogError> {
-    let plain = records::plain(batch, h)?;
+    let plain = records::plain(batch, h, codec::MAX_DECOMPRESSED_BATCH)?;
     let all = records::parse(&plain, h)?;
     let kept: Vec<&Record> = all
         .iter()
@@ -122,7 +123,7 @@ pub fn for_each_key(
     h: &BatchHeader,
     mut f: impl FnMut(i64, &[u8]),
 ) -> Result<(), LogError> {
-    let plain = records::plain(batch, h)?;
+    let plain = records::plain(batch, h, codec::MAX_DECOMPRESSED_BATCH)?;
     for r in records::parse(&plain, h)? {
         if let Some(k) = r.key {
             f(r.offset, &plain[k]);

@@ -19,7 +19,6 @@ pub mod clean;
 pub mod filter;
 pub mod manager;
 pub mod offset_map;
-pub mod records;
 pub mod swap;
 #[cfg(test)]
 mod tests;

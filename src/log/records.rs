@@ -1,26 +1,22 @@
-//! The records inside a stored batch, as the log cleaner needs them: each record's offset,
-//! timestamp, key and whether it is a tombstone, with its byte range, so a cleaned batch is
-//! the kept records' original bytes (only the timestamp delta is re-encoded when a delete
-//! horizon moves the batch's base timestamp).
+//! The records inside a stored batch, for the few who look inside one (the log cleaner, the
+//! keyless check of compacted topics, timestamp lookups, hot-key sampling): each record's
+//! offset, timestamp, key and whether it is a tombstone, with its byte range, so a cleaned
+//! batch is the kept records' original bytes (only the timestamp delta is re-encoded when a
+//! delete horizon moves the batch's base timestamp).
 //!
-//! Owns v2 record framing and batch (de)compression for the cleaner. Never decides what is
-//! kept: that is `filter`. kafka-protocol decodes records into owned objects and keeps its
+//! Owns v2 record framing and batch compression. Never decides what is kept (the cleaner's
+//! `filter` does); decompression is `codec`'s, bounded. kafka-protocol decodes records into owned objects and keeps its
 //! varint codec private, so the few varints of a record's framing are read here.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use crate::log::batch::{BatchHeader, HEADER_LEN};
+use crate::log::codec::{self, GZIP, LZ4, NONE, SNAPPY, ZSTD};
 use crate::log::error::LogError;
-
-const NONE: i16 = 0;
-const GZIP: i16 = 1;
-const SNAPPY: i16 = 2;
-const LZ4: i16 = 3;
-const ZSTD: i16 = 4;
 
 /// One record of a batch, located in the batch's uncompressed record bytes.
 #[derive(Debug, Clone)]
@@ -86,23 +82,18 @@ fn read_field(b: &[u8], at: &mut usize, end: usize) -> Result<Option<Range<usize
     Ok(Some(start..*at))
 }
 
-/// The batch's record bytes: borrowed when uncompressed, else decompressed.
-pub fn plain<'a>(batch: &'a [u8], h: &BatchHeader) -> Result<Cow<'a, [u8]>, LogError> {
+/// The batch's record bytes: borrowed when uncompressed, else decompressed up to `limit`
+/// bytes (`codec::MAX_DECOMPRESSED_BATCH` unless a caller wants less).
+pub fn plain<'a>(
+    batch: &'a [u8],
+    h: &BatchHeader,
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, LogError> {
     let body = batch.get(HEADER_LEN..).ok_or_else(corrupt)?;
     if h.compression() == NONE {
         return Ok(Cow::Borrowed(body));
     }
-    let whole = |b: &mut dyn Buf| -> anyhow::Result<Bytes> { Ok(b.copy_to_bytes(b.remaining())) };
-    let mut body = Bytes::copy_from_slice(body);
-    let r = match h.compression() {
-        GZIP => Gzip::decompress(&mut body, |b| whole(b)),
-        SNAPPY => Snappy::decompress(&mut body, |b| whole(b)),
-        LZ4 => Lz4::decompress(&mut body, |b| whole(b)),
-        ZSTD => Zstd::decompress(&mut body, |b| whole(b)),
-        _ => return Err(LogError::CorruptBatch("unknown compression codec")),
-    };
-    r.map(|b| Cow::Owned(Vec::from(b)))
-        .map_err(|_| LogError::CorruptBatch("records do not decompress"))
+    codec::decompress(h.compression(), body, limit).map(Cow::Owned)
 }
 
 /// `plain` record bytes compressed with `codec`.
@@ -192,7 +183,7 @@ mod tests {
             let mut b = test_batches::batch_with(7, 5_000, 20, codec);
             batch::stamp(&mut b, 100, 0);
             let h = batch::verify(&b).expect("valid");
-            let p = plain(&b, &h).expect("decompresses");
+            let p = plain(&b, &h, codec::MAX_DECOMPRESSED_BATCH).expect("decompresses");
             let records = parse(&p, &h).expect("parses");
             assert_eq!(records.len(), 7);
             assert_eq!(
@@ -208,9 +199,12 @@ mod tests {
             rebuilt.extend_from_slice(&again);
             let h2 = BatchHeader::parse(&rebuilt).expect("header");
             assert_eq!(
-                parse(&plain(&rebuilt, &h2).expect("plain"), &h2)
-                    .expect("parse")
-                    .len(),
+                parse(
+                    &plain(&rebuilt, &h2, codec::MAX_DECOMPRESSED_BATCH).expect("plain"),
+                    &h2
+                )
+                .expect("parse")
+                .len(),
                 7
             );
         }
@@ -220,7 +214,7 @@ mod tests {
     fn rebased_records_keep_their_timestamps() {
         let b = test_batches::batch(3, 1_000, 10);
         let h = batch::verify(&b).expect("valid");
-        let p = plain(&b, &h).expect("plain");
+        let p = plain(&b, &h, codec::MAX_DECOMPRESSED_BATCH).expect("plain");
         let records = parse(&p, &h).expect("parse");
         let mut out = Vec::new();
         for r in &records {
@@ -247,7 +241,7 @@ mod tests {
     fn truncated_framing_is_an_error_not_a_panic() {
         let b = test_batches::batch(3, 1_000, 10);
         let h = batch::verify(&b).expect("valid");
-        let p = plain(&b, &h).expect("plain");
+        let p = plain(&b, &h, codec::MAX_DECOMPRESSED_BATCH).expect("plain");
         for cut in 0..p.len() {
             assert!(parse(&p[..cut], &h).is_err());
         }
