@@ -40,6 +40,13 @@ pub struct Config {
     pub socket_request_max_bytes: usize,
     /// `max.connections`.
     pub max_connections: usize,
+    /// `max.connections.per.ip`, and `max.connections.per.ip.overrides` resolved to addresses.
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// The text of `max.connections.per.ip.overrides`, as given (for DescribeConfigs).
+    pub max_connections_per_ip_overrides_text: String,
+    /// `max.connection.creation.rate`: new connections a second on each listener.
+    pub max_connection_creation_rate: u32,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// `metrics.listeners`: where `/metrics` and `/health` are served (host:port), None when
@@ -232,6 +239,10 @@ impl Default for Config {
             cleaner: CleanerConfig::default(),
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            max_connections_per_ip_overrides_text: String::new(),
+            max_connection_creation_rate: i32::MAX as u32,
             connections_max_idle_ms: 600_000,
             metrics_listener: Some(DEFAULT_METRICS_LISTENER.to_string()),
             retention_check_interval_ms: 300_000,
@@ -244,6 +255,29 @@ impl Default for Config {
             ignored: Vec::new(),
         }
     }
+}
+
+/// `host:count,ip:count`: each host name resolved to its addresses (as Kafka does at start-up).
+fn parse_ip_overrides(v: &str) -> anyhow::Result<BTreeMap<std::net::IpAddr, usize>> {
+    use std::net::ToSocketAddrs;
+    let mut out = BTreeMap::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || {
+            anyhow!(
+                "invalid entry {entry:?} in max.connections.per.ip.overrides: expected host:count"
+            )
+        };
+        let (host, count) = entry.rsplit_once(':').ok_or_else(bad)?;
+        let count: usize = count.trim().parse().map_err(|_| bad())?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addrs = (host, 0)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {host:?} of max.connections.per.ip.overrides"))?;
+        for a in addrs {
+            out.insert(a.ip(), count);
+        }
+    }
+    Ok(out)
 }
 
 pub const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9644";
@@ -337,6 +371,14 @@ impl Config {
             "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, v)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(key, v)?,
             "max.connections" => self.max_connections = parse_num(key, v)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = parse_num(key, v)?,
+            "max.connections.per.ip.overrides" => {
+                self.max_connections_per_ip_overrides = parse_ip_overrides(v)?;
+                self.max_connections_per_ip_overrides_text = v.trim().to_string();
+            }
+            "max.connection.creation.rate" => {
+                self.max_connection_creation_rate = parse_num(key, v)?
+            }
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, v)?,
             "metrics.listeners" => self.metrics_listener = parse_metrics_listener(v)?,
             "log.retention.check.interval.ms" => {
@@ -837,6 +879,24 @@ impl Config {
                 self.max_connections.to_string(),
                 Int,
                 "The most client connections served at once.",
+            ),
+            (
+                "max.connections.per.ip",
+                self.max_connections_per_ip.to_string(),
+                Int,
+                "The most connections from one client address; more are closed at once.",
+            ),
+            (
+                "max.connections.per.ip.overrides",
+                self.max_connections_per_ip_overrides_text.clone(),
+                Str,
+                "Per-address limits (host:count,...) that replace max.connections.per.ip.",
+            ),
+            (
+                "max.connection.creation.rate",
+                self.max_connection_creation_rate.to_string(),
+                Int,
+                "New connections accepted a second on each listener; faster ones wait to be accepted.",
             ),
             (
                 "connections.max.idle.ms",

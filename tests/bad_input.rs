@@ -281,6 +281,71 @@ fn a_zip_bomb_is_never_inflated() {
     assert!(peak < 160, "the broker peaked at {peak} MiB");
 }
 
+/// A new connection that answers ApiVersions (None: the broker closed it).
+fn served(addr: &str) -> Option<TcpStream> {
+    let mut s = connect(addr);
+    let req = request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default());
+    s.write_all(&req).ok()?;
+    read_frame(&mut s).map(|_| s)
+}
+
+#[test]
+fn connections_per_ip_and_creation_rate() {
+    let broker = BrokerProcess::start(&[
+        "--set",
+        "max.connections.per.ip=3",
+        "--set",
+        "max.connection.creation.rate=20",
+    ]);
+    let mut open: Vec<TcpStream> = (0..3)
+        .map(|i| served(&broker.addr).unwrap_or_else(|| panic!("connection {i}")))
+        .collect();
+    let mut fourth = connect(&broker.addr);
+    assert!(
+        closed(&mut fourth),
+        "a fourth connection from 127.0.0.1 is closed"
+    );
+    open.pop();
+    // The broker sees the close when its connection task reads the end of the stream.
+    let again = (0..50).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        served(&broker.addr)
+    });
+    assert!(again.is_some(), "a closed connection's slot comes back");
+    drop(again);
+    drop(open);
+
+    // 60 connections, one after another, at 20 a second: about 2 s past the first second's
+    // burst (the bucket holds a second's worth).
+    let started = std::time::Instant::now();
+    for i in 0..60 {
+        let ok = (0..50).find_map(|_| {
+            served(&broker.addr).or_else(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                None
+            })
+        });
+        assert!(ok.is_some(), "connection {i} never served");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "60 connections in {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "60 connections in {took:?}");
+
+    let overridden = BrokerProcess::start(&[
+        "--set",
+        "max.connections.per.ip=1",
+        "--set",
+        "max.connections.per.ip.overrides=localhost:3",
+    ]);
+    let open: Vec<_> = (0..3).filter_map(|_| served(&overridden.addr)).collect();
+    assert_eq!(open.len(), 3, "localhost (127.0.0.1) may open three");
+    let mut fourth = connect(&overridden.addr);
+    assert!(closed(&mut fourth));
+}
+
 #[test]
 fn connection_cap_and_idle_timeout() {
     let broker = BrokerProcess::start(&[

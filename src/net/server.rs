@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::connection;
+use super::limits::{CreationRate, PerIp};
 use crate::broker::Broker;
 
 /// How long shutdown waits for open connections to finish their current request.
@@ -27,6 +28,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
+    let per_ip = PerIp::new(
+        broker.config.max_connections_per_ip,
+        broker.config.max_connections_per_ip_overrides.clone(),
+    );
     let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(group_timers(broker.clone(), stop_rx.clone()));
     tokio::spawn(crate::metrics::tick(broker.clone(), stop_rx.clone()));
@@ -37,7 +42,11 @@ pub async fn run(
                 listener,
                 name.into(),
                 broker.clone(),
-                slots.clone(),
+                Budgets {
+                    slots: slots.clone(),
+                    per_ip: per_ip.clone(),
+                    rate: CreationRate::new(broker.config.max_connection_creation_rate),
+                },
                 stop_rx.clone(),
             ))
         })
@@ -60,15 +69,30 @@ pub async fn run(
     Ok(())
 }
 
-/// Accepts connections on one listener until stopped; `max.connections` counts all of them.
+/// What a listener admits connections against: `max.connections` (all listeners),
+/// `max.connections.per.ip` (all listeners) and `max.connection.creation.rate` (its own).
+struct Budgets {
+    slots: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    rate: CreationRate,
+}
+
+/// Accepts connections on one listener until stopped.
 async fn accept(
     listener: TcpListener,
     name: Arc<str>,
     broker: Arc<Broker>,
-    slots: Arc<Semaphore>,
+    budgets: Budgets,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        let wait = budgets.rate.delay();
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -81,8 +105,12 @@ async fn accept(
             },
             _ = stop.changed() => return,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Ok(permit) = budgets.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "max.connections reached: connection refused");
+            continue;
+        };
+        let Some(ip_slot) = budgets.per_ip.admit(peer.ip()) else {
+            tracing::info!(%peer, "max.connections.per.ip reached for this address: connection closed");
             continue;
         };
         let broker = broker.clone();
@@ -90,7 +118,7 @@ async fn accept(
         let name = name.clone();
         tokio::spawn(async move {
             connection::serve(stream, broker, name, stop).await;
-            drop(permit);
+            drop((permit, ip_slot));
         });
     }
 }
