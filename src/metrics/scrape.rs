@@ -57,6 +57,30 @@ struct Out<'a, 'e> {
     enc: &'a mut DescriptorEncoder<'e>,
 }
 
+/// Label values as the text format needs them: backslash, double quote and newline escaped.
+/// prometheus-client writes values as given, and group ids and record keys come from clients:
+/// unescaped, one could break every scrape of the broker.
+fn escaped(labels: Labels) -> Labels {
+    labels
+        .into_iter()
+        .map(|(k, v)| {
+            if !v.contains(['\\', '"', '\n']) {
+                return (k, v);
+            }
+            let mut out = String::with_capacity(v.len() + 8);
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            (k, out)
+        })
+        .collect()
+}
+
 impl Out<'_, '_> {
     /// A counter family: `name` without `_total`, which the encoder appends.
     fn counters(
@@ -72,7 +96,7 @@ impl Out<'_, '_> {
             match labels.is_empty() {
                 true => m.encode_counter::<NoLabelSet, _, u64>(&v, None)?,
                 false => m
-                    .encode_family(&labels)?
+                    .encode_family(&escaped(labels))?
                     .encode_counter::<NoLabelSet, _, u64>(&v, None)?,
             }
         }
@@ -96,7 +120,7 @@ impl Out<'_, '_> {
             let v: f64 = v.into();
             match labels.is_empty() {
                 true => m.encode_gauge(&v)?,
-                false => m.encode_family(&labels)?.encode_gauge(&v)?,
+                false => m.encode_family(&escaped(labels))?.encode_gauge(&v)?,
             }
         }
         Ok(())
@@ -707,4 +731,38 @@ fn process(out: &mut Out) -> std::fmt::Result {
         "CPU time used (user and system).",
         [(Labels::new(), cpu as u64)],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Hostile;
+
+    impl Collector for Hostile {
+        fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+            let mut out = Out { enc: &mut enc };
+            let group = "g\"}\nfake_series 1\n\\".to_string();
+            out.gauges(
+                "runnel_group_members",
+                "m",
+                [(vec![("consumergroup", group)], 1u32)],
+            )
+        }
+    }
+
+    #[test]
+    fn client_strings_in_labels_cannot_break_the_exposition() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Hostile));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [r#"runnel_group_members{consumergroup="g\"}\nfake_series 1\n\\"} 1.0"#],
+            "{text}"
+        );
+    }
 }
