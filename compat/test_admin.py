@@ -5,16 +5,18 @@ persistence across a kill -9; and `runnel topics describe --json` against the Ad
 import json
 import os
 import subprocess
+import tempfile
 import time
 
 import pytest
+from conftest import Broker
 from confluent_kafka import KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    ConfigSource, NewPartitions, NewTopic, ResourceType)
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource as KConfigResource
 from kafka.admin import ConfigResourceType, NewPartitions as KNewPartitions, NewTopic as KNewTopic
-from kafka.errors import (InvalidPartitionsError, InvalidReplicationFactorError,
+from kafka.errors import (InvalidPartitionsError, PolicyViolationError, InvalidReplicationFactorError,
                           InvalidTopicError, TopicAlreadyExistsError)
 
 BIN = os.environ.get("RUNNEL_BIN")
@@ -305,3 +307,66 @@ def test_runnel_cli_topics_configs_offsets(broker, topic_name):
     assert rc == 0, err
     rc, out, err = runnel(broker, "topics", "describe", topic_name)
     assert rc == 1 and "UnknownTopicOrPartition" in err
+
+
+@pytest.fixture
+def budget_broker():
+    """A broker of the test's own whose partition budget is small enough to reach."""
+    with tempfile.TemporaryDirectory() as d:
+        b = Broker(os.path.join(d, "data"), ["--set", "max.broker.partitions=50"])
+        yield b
+        b.stop()
+
+
+def test_partition_budget_refuses_whole_requests(budget_broker, topic_name):
+    a = admin(budget_broker)
+    result(a.create_topics([NewTopic(topic_name, 40, 1)]), topic_name)
+
+    def refused(futures, key):
+        with pytest.raises(KafkaException) as e:
+            result(futures, key)
+        assert error_name(e) == "POLICY_VIOLATION", e.value
+        assert "max.broker.partitions=50" in str(e.value), e.value
+
+    over = topic_name + "-over"
+    refused(a.create_topics([NewTopic(over, 20, 1)]), over)
+    refused(a.create_topics([NewTopic(over, 20, 1)], validate_only=True), over)
+    refused(a.create_partitions([NewPartitions(topic_name, 60)]), topic_name)
+    # Two billion partitions (librdkafka stops at 100,000 itself; kafka-python sends it) are
+    # refused before anything is allocated.
+    ka = KafkaAdminClient(bootstrap_servers=budget_broker.bootstrap)
+    for call in (lambda: ka.create_topics([KNewTopic(over, 2**31 - 1, 1)]),
+                 lambda: ka.create_partitions({topic_name: KNewPartitions(2**31 - 1)})):
+        with pytest.raises(PolicyViolationError) as e:
+            call()
+        assert "max.broker.partitions=50" in str(e.value)
+    ka.close()
+    topics = a.list_topics(timeout=10).topics
+    assert over not in topics and len(topics[topic_name].partitions) == 40
+    assert not [d for d in os.listdir(budget_broker.data_dir) if d.startswith(over)]
+    # Up to the limit still works, and the limit is reported as a broker config.
+    result(a.create_topics([NewTopic(over, 10, 1)]), over)
+    produce(budget_broker, over, 3, partition=9)
+    res = ConfigResource(ResourceType.BROKER, "1")
+    assert result(a.describe_configs([res]), res)["max.broker.partitions"].value == "50"
+
+
+def test_a_partition_that_cannot_be_created_rolls_its_topic_back(private_broker, topic_name):
+    b = private_broker
+    a = admin(b)
+    # A file where partition 2's directory must go: its log cannot be created.
+    with open(os.path.join(b.data_dir, f"{topic_name}-2"), "w") as f:
+        f.write("in the way")
+    with pytest.raises(KafkaException) as e:
+        result(a.create_topics([NewTopic(topic_name, 4, 1)]), topic_name)
+    assert error_name(e) == "KAFKA_STORAGE_ERROR", e.value
+    assert "Partition 2" in str(e.value)
+    assert topic_name not in a.list_topics(timeout=10).topics
+    deadline = time.time() + 10
+    while [d for d in os.listdir(b.data_dir) if d.startswith(topic_name + "-") and os.path.isdir(os.path.join(b.data_dir, d))]:
+        assert time.time() < deadline, os.listdir(b.data_dir)
+        time.sleep(0.1)
+    # The broker keeps serving, and the name can be used once the obstacle is gone.
+    os.remove(os.path.join(b.data_dir, f"{topic_name}-2"))
+    result(a.create_topics([NewTopic(topic_name, 4, 1)]), topic_name)
+    produce(b, topic_name, 5, partition=2)

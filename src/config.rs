@@ -47,6 +47,8 @@ pub struct Config {
     pub max_connections_per_ip_overrides_text: String,
     /// `max.connection.creation.rate`: new connections a second on each listener.
     pub max_connection_creation_rate: u32,
+    /// `max.broker.partitions` (KIP-578): partition replicas one broker may hold.
+    pub max_broker_partitions: u32,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// `metrics.listeners`: where `/metrics` and `/health` are served (host:port), None when
@@ -243,6 +245,7 @@ impl Default for Config {
             max_connections_per_ip_overrides: BTreeMap::new(),
             max_connections_per_ip_overrides_text: String::new(),
             max_connection_creation_rate: i32::MAX as u32,
+            max_broker_partitions: DEFAULT_MAX_BROKER_PARTITIONS,
             connections_max_idle_ms: 600_000,
             metrics_listener: Some(DEFAULT_METRICS_LISTENER.to_string()),
             retention_check_interval_ms: 300_000,
@@ -281,6 +284,10 @@ fn parse_ip_overrides(v: &str) -> anyhow::Result<BTreeMap<std::net::IpAddr, usiz
 }
 
 pub const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9644";
+
+/// `max.broker.partitions` by default: measured to fit the 2-core, default-limits machine the
+/// README's figures come from with room to spare (see its Performance section).
+pub const DEFAULT_MAX_BROKER_PARTITIONS: u32 = 100_000;
 
 /// `http://host:port` (the scheme may be left out); empty turns the endpoint off.
 fn parse_metrics_listener(v: &str) -> anyhow::Result<Option<String>> {
@@ -380,6 +387,7 @@ impl Config {
                 self.max_connection_creation_rate = parse_num(key, v)?
             }
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, v)?,
+            "max.broker.partitions" => self.max_broker_partitions = parse_num(key, v)?,
             "metrics.listeners" => self.metrics_listener = parse_metrics_listener(v)?,
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num(key, v)?
@@ -897,6 +905,12 @@ impl Config {
                 self.max_connection_creation_rate.to_string(),
                 Int,
                 "New connections accepted a second on each listener; faster ones wait to be accepted.",
+            ),
+            (
+                "max.broker.partitions",
+                self.max_broker_partitions.to_string(),
+                Int,
+                "Partition replicas one broker may hold; CreateTopics and CreatePartitions beyond it fail whole with POLICY_VIOLATION.",
             ),
             (
                 "connections.max.idle.ms",

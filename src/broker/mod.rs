@@ -61,6 +61,9 @@ pub struct Broker {
     pub appended: tokio::sync::Notify,
     /// The offset of the last image published to `metadata`.
     pub(crate) published: tokio::sync::watch::Sender<u64>,
+    /// Partitions assigned here whose log could not be opened or created, with why: a
+    /// CreateTopics that hits one rolls its topic back; `follow_metadata` retries the rest.
+    pub(crate) unavailable: dashmap::DashMap<(String, i32), String>,
     /// The partitions this broker leads, with their followers' state.
     pub(crate) leaders: dashmap::DashMap<(String, i32), Arc<Partition>>,
     /// ISR changes leaders want; `cluster::isr` sends them to the controller.
@@ -103,15 +106,21 @@ impl Broker {
             .with_context(|| format!("creating log directory {}", dir.display()))?;
         let image = cluster.image.borrow().clone();
         let defaults = config.log.clone();
+        let began = std::time::Instant::now();
         let (logs, stats) = LogManager::open(&dir, config.max_open_segment_files, move |t| {
             image
                 .topic(t)
                 .map_or_else(|| defaults.clone(), |t| t.config.clone())
         })
         .context("opening the log directory")?;
-        if stats.segments_scanned > 0 {
-            tracing::info!(?stats, "recovered after an unclean shutdown");
-        }
+        tracing::info!(
+            partitions = logs.all().len(),
+            segments_scanned = stats.segments_scanned,
+            bytes_truncated = stats.bytes_truncated,
+            segments_deleted = stats.segments_deleted,
+            seconds = began.elapsed().as_secs_f64(),
+            "logs loaded"
+        );
         let logs = Arc::new(logs);
         let cleaner = LogCleaner::new(logs.clone(), config.cleaner.clone());
         cleaner.start();
@@ -131,6 +140,7 @@ impl Broker {
             metrics: crate::metrics::BrokerMetrics::default(),
             started: std::time::Instant::now(),
             appended: tokio::sync::Notify::new(),
+            unavailable: dashmap::DashMap::new(),
             published: tokio::sync::watch::channel(0).0,
         })
     }
@@ -242,9 +252,14 @@ impl Broker {
         if reg.leader != self.config.node_id {
             return Err(ResponseError::NotLeaderOrFollower);
         }
+        let key = (topic.to_string(), partition);
+        if self.unavailable.contains_key(&key) {
+            // Kafka's answer for a partition in an offline log directory.
+            return Err(ResponseError::KafkaStorageError);
+        }
         let p = self
             .leaders
-            .get(&(topic.to_string(), partition))
+            .get(&key)
             .map(|p| p.clone())
             .filter(|p| p.leader_epoch() == reg.leader_epoch)
             .ok_or(ResponseError::NotLeaderOrFollower)?;
@@ -338,10 +353,24 @@ impl Broker {
 
     /// Creates a topic (validate_only is CreateTopics' business) and returns it as this
     /// broker's image holds it.
+    /// Creates a topic whole or not at all: when a partition assigned here cannot get its log,
+    /// the topic is deleted again and the request fails with the reason.
     pub async fn create(&self, topic: NewTopic) -> Result<Arc<Topic>, TopicError> {
         let name = topic.name.clone();
         self.controller_change(ControllerRequest::CreateTopic(topic))
             .await?;
+        let failed = self
+            .unavailable
+            .iter()
+            .find(|e| e.key().0 == name)
+            .map(|e| (e.key().1, e.value().clone()));
+        if let Some((partition, why)) = failed {
+            tracing::warn!(topic = %name, partition, error = %why, "topic creation rolled back");
+            self.delete_topic(&name).await?;
+            return Err(TopicError::Storage(format!(
+                "Partition {partition} of topic '{name}' could not be created ({why}); the topic was not created."
+            )));
+        }
         self.metadata.get(&name).ok_or(TopicError::Unknown(name))
     }
 

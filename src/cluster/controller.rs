@@ -33,6 +33,9 @@ pub struct ControllerSettings {
     pub session_timeout: Duration,
     /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`.
     pub leader_imbalance_check: Option<Duration>,
+    /// `max.broker.partitions` (KIP-578): replicas one broker may hold; the active
+    /// controller's setting applies.
+    pub max_broker_partitions: u32,
 }
 
 pub struct Controller {
@@ -440,12 +443,50 @@ impl Controller {
                 live.len()
             )));
         }
+        // Before anything is allocated: a mutated request may ask for two billion partitions.
+        let capacity = self.settings.max_broker_partitions as u64 * live.len() as u64;
+        if partitions.max(0) as u64 * rf as u64 > capacity {
+            return Err(TopicError::PolicyViolation(format!(
+                "{partitions} partitions with replication factor {rf} exceed what {} broker(s) may hold (max.broker.partitions={}).",
+                live.len(),
+                self.settings.max_broker_partitions
+            )));
+        }
         let start = image
             .topics
             .values()
             .map(|t| t.partitions.len())
             .sum::<usize>();
         Ok(place(&live, partitions, rf as usize, start))
+    }
+
+    /// Refuses new replicas that would put any broker past `max.broker.partitions`, before
+    /// anything is written: the request is created whole or not at all.
+    fn check_broker_partitions(
+        &self,
+        image: &MetadataImage,
+        new: &[Vec<i32>],
+    ) -> Result<(), TopicError> {
+        let limit = self.settings.max_broker_partitions as u64;
+        let mut added: HashMap<i32, u64> = HashMap::new();
+        for b in new.iter().flatten() {
+            *added.entry(*b).or_default() += 1;
+        }
+        let over = added.iter().find_map(|(&b, &n)| {
+            let held = image
+                .topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.replicas.contains(&b))
+                .count() as u64;
+            (held + n > limit).then_some((b, held, n))
+        });
+        match over {
+            None => Ok(()),
+            Some((b, held, n)) => Err(TopicError::PolicyViolation(format!(
+                "Adding {n} partition replicas to broker {b}, which holds {held}, would exceed max.broker.partitions={limit}."
+            ))),
+        }
     }
 
     async fn create_topic(&self, image: &MetadataImage, t: NewTopic) -> ControllerReply {
@@ -472,8 +513,9 @@ impl Controller {
                 r.len() as i32,
                 &t.overrides,
                 &self.settings.defaults,
-            )
-            .map(|_| r)
+            )?;
+            self.check_broker_partitions(image, &r)?;
+            Ok(r)
         }) {
             Ok(r) => r,
             Err(e) => return fail(e),
@@ -533,7 +575,8 @@ impl Controller {
                 let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
                 self.placement(image, added, rf)
             }
-        };
+        }
+        .and_then(|r| self.check_broker_partitions(image, &r).map(|_| r));
         let replicas = match replicas {
             Ok(r) => r,
             Err(e) => return fail(e),

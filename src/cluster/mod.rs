@@ -204,6 +204,7 @@ impl Cluster {
                 defaults: config.log.clone(),
                 num_partitions: config.num_partitions,
                 default_replication_factor: config.default_replication_factor,
+                max_broker_partitions: config.max_broker_partitions,
                 session_timeout: Duration::from_millis(config.cluster.session_timeout_ms),
                 leader_imbalance_check: config.cluster.auto_leader_rebalance_enable.then(|| {
                     Duration::from_secs(config.cluster.leader_imbalance_check_interval_seconds)

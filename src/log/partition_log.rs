@@ -893,10 +893,13 @@ impl PartitionLog {
     pub fn close(&self) -> Result<(), LogError> {
         let mut writer = self.lock_writer();
         self.flush_locked(&mut writer)?;
-        let r = writer
-            .producers
-            .write_snapshot(&self.dir, self.log_end_offset());
-        self.fail_on_io(r)?;
+        let end = self.log_end_offset();
+        // An empty log needs no snapshot, and one taken at this end is still current: two
+        // fsyncs each, skipped for the thousands of idle partitions a broker may hold.
+        if end > self.log_start_offset() && !state::snapshot_path(&self.dir, end).exists() {
+            let r = writer.producers.write_snapshot(&self.dir, end);
+            self.fail_on_io(r)?;
+        }
         if let Some(active) = self.active() {
             self.fail_on_io(active.seal())?;
             active.close_handle();

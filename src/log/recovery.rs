@@ -108,8 +108,9 @@ fn complete_swap(dir: &Path, base: i64, bases: &mut Vec<i64>) -> Result<(), LogE
 
 /// Base offsets of the segments in `dir`, after removing leftovers of interrupted work and
 /// finishing interrupted swaps.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
+fn list_segments(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), LogError> {
     let mut bases = Vec::new();
+    let mut snapshots = Vec::new();
     let mut indexes = Vec::new();
     let mut swaps = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
@@ -138,6 +139,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
         match ext {
             segment::LOG_SUFFIX => bases.push(base),
             segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, path)),
+            producer_state::SNAPSHOT_SUFFIX => snapshots.push(base),
             _ => {}
         }
     }
@@ -158,7 +160,8 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
             remove_if_present(&path)?;
         }
     }
-    Ok(bases)
+    snapshots.sort_unstable();
+    Ok((bases, snapshots))
 }
 
 /// A background deletion may have removed the file first.
@@ -184,13 +187,14 @@ fn remove_segment_files(dir: &Path, base: i64) -> Result<(), LogError> {
 /// batch after the snapshot. Snapshots beyond the log end (left by a truncation) are removed.
 fn rebuild_producer_state(
     dir: &Path,
+    snapshots: &[i64],
     segments: &BTreeMap<i64, Arc<Segment>>,
     log_start: i64,
     log_end: i64,
 ) -> Result<ProducerStateManager, LogError> {
     let mut from = log_start;
     let mut state = ProducerStateManager::default();
-    for offset in producer_state::list_snapshots(dir)?.into_iter().rev() {
+    for &offset in snapshots.iter().rev() {
         let path = producer_state::snapshot_path(dir, offset);
         if offset > log_end {
             remove_if_present(&path)?;
@@ -228,7 +232,9 @@ impl PartitionLog {
     pub fn load(p: LoadParams) -> Result<(PartitionLog, RecoveryStats), LogError> {
         std::fs::create_dir_all(&p.dir).at(&p.dir)?;
         let seg_cfg = Self::segment_config(&p.config);
-        let bases = list_segments(&p.dir)?;
+        // One directory listing for segments and producer snapshots: at start-up it is done
+        // once per partition, tens of thousands of times.
+        let (bases, snapshots) = list_segments(&p.dir)?;
         let mut stats = RecoveryStats::default();
         // Unclean: scan from the segment that holds the recovery point.
         let scan_from = if p.clean_shutdown {
@@ -307,7 +313,7 @@ impl PartitionLog {
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
         let log_start = p.log_start_offset.max(first_base).min(log_end);
-        let producers = rebuild_producer_state(&p.dir, &segments, log_start, log_end)?;
+        let producers = rebuild_producer_state(&p.dir, &snapshots, &segments, log_start, log_end)?;
         let epochs = LeaderEpochCache::load(&p.dir, log_end)?;
         if stats.segments_scanned > 0 {
             tracing::info!(topic = %p.topic, partition = p.partition, ?stats, log_end, "recovered partition log");

@@ -155,6 +155,14 @@ impl Segment {
         if oi_meta.len() % 8 != 0 || ti_meta.len() % 12 != 0 {
             return Ok(None);
         }
+        // An index longer than a full one was preallocated by an earlier Runnel (a mapped
+        // active index) and not closed cleanly: its tail is zeros, so the segment is scanned
+        // rather than read.
+        let preallocated =
+            |len: u64, size: usize| len as usize > config.max_index_bytes / size * size;
+        if writable && (preallocated(oi_meta.len(), 8) || preallocated(ti_meta.len(), 12)) {
+            return Ok(None);
+        }
         let (oi, ti) = if writable {
             (
                 OffsetIndex::open_writable(
@@ -175,7 +183,9 @@ impl Segment {
             )
         };
         let seg = Self::new(dir, base_offset, files, config, oi, ti);
-        let log_len = seg.file()?.metadata().at(&seg.log_path)?.len();
+        // A stat, not an open: most of a broker's partitions are idle, and an empty one needs
+        // no handle at all.
+        let log_len = std::fs::metadata(&seg.log_path).at(&seg.log_path)?.len();
         if !seg.indexes_are_sane(log_len)? {
             seg.release_indexes();
             return Ok(None);
@@ -422,8 +432,11 @@ impl Segment {
         mut f: impl FnMut(BatchPosition) -> bool,
     ) -> Result<bool, LogError> {
         const WINDOW: usize = 64 * 1024;
+        if position >= limit {
+            return Ok(true);
+        }
         let file = self.file()?;
-        let mut buf = vec![0u8; WINDOW];
+        let mut buf = vec![0u8; WINDOW.min((limit - position) as usize)];
         while position < limit {
             let want = WINDOW.min((limit - position) as usize);
             file.read_exact_at(&mut buf[..want], position)
@@ -591,8 +604,8 @@ impl Segment {
         const CHUNK: usize = 8 * 1024 * 1024;
         let file = self.file()?;
         let file_len = file.metadata().at(&self.log_path)?.len();
-        self.offset_index.truncate_entries(0);
-        self.time_index.truncate_entries(0);
+        self.offset_index.truncate_entries(0)?;
+        self.time_index.truncate_entries(0)?;
         self.bytes_since_index.store(0, Ordering::Relaxed);
         self.max_timestamp.store(-1, Ordering::Relaxed);
         self.first_timestamp.store(-1, Ordering::Relaxed);
@@ -663,14 +676,14 @@ impl Segment {
             oi.iter()
                 .take_while(|e| u64::from(e.position) < position)
                 .count(),
-        );
+        )?;
         let keep_rel = self.relative(cut.header.base_offset);
         let ti = self.time_index.all()?;
         self.time_index.truncate_entries(
             ti.iter()
                 .take_while(|e| e.relative_offset < keep_rel)
                 .count(),
-        );
+        )?;
         self.set_end(position, cut.header.base_offset.max(self.base_offset));
         let mut max = (-1i64, self.base_offset);
         self.walk_headers(0, position, |bp| {

@@ -78,6 +78,9 @@ pub enum TopicError {
     PreferredLeaderNotAvailable(String),
     #[error("{0}")]
     EligibleLeadersNotAvailable(String),
+    /// A broker-side limit (`max.broker.partitions`) refused the request.
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 impl From<LogError> for TopicError {

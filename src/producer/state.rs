@@ -73,7 +73,10 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
     for e in std::fs::read_dir(dir).at(dir)? {
         let p = e.at(dir)?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(stem) = name.strip_suffix(".snapshot") {
+        if let Some(stem) = name
+            .strip_suffix(SNAPSHOT_SUFFIX)
+            .and_then(|s| s.strip_suffix('.'))
+        {
             if let Ok(o) = stem.parse() {
                 out.push(o);
             }

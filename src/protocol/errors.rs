@@ -42,6 +42,7 @@ pub fn topic_error(e: &TopicError) -> ResponseError {
         TopicError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         TopicError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
         TopicError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
+        TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
     }
 }
 
