@@ -12,6 +12,7 @@ Every wait is bounded; the broker is killed at the end."""
 
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import tempfile
@@ -42,7 +43,7 @@ def ready(proc):
 
 def serving(port, topic, deadline):
     """Seconds until Metadata for `topic` names a leader for partition 0."""
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
     while time.monotonic() < deadline:
         try:
             t = admin.list_topics(topic, timeout=2).topics.get(topic)
@@ -60,6 +61,12 @@ def rss_and_maps(pid):
     with open(f"/proc/{pid}/maps") as f:
         maps = sum(1 for _ in f)
     return rss / 1024, maps
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -90,7 +97,8 @@ def main():
 
         producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "acks": 1,
                              "linger.ms": 5, "queue.buffering.max.messages": 1000000})
-        t0 = time.monotonic()
+        t0, broker0 = time.monotonic(), cpu_seconds(proc.pid)
+        client0 = resource.getrusage(resource.RUSAGE_SELF)
         for n in names:
             for p in range(args.per_topic):
                 while True:
@@ -103,9 +111,13 @@ def main():
         left = producer.flush(300)
         wrote = time.monotonic() - t0
         assert left == 0, f"{left} records not delivered"
+        client1 = resource.getrusage(resource.RUSAGE_SELF)
+        client = client1.ru_utime + client1.ru_stime - client0.ru_utime - client0.ru_stime
         rss, maps = rss_and_maps(proc.pid)
-        print(f"one record to each partition: {wrote:.1f} s ({total / wrote:,.0f} rec/s); "
-              f"RSS {rss:.0f} MB, {maps} maps")
+        print(f"one record to each partition: {wrote:.1f} s ({total / wrote:,.0f} rec/s), "
+              f"broker CPU {cpu_seconds(proc.pid) - broker0:.1f} s, client (librdkafka) CPU "
+              f"{client:.1f} s; RSS {rss:.0f} MB, {maps} maps")
+        del producer, admin
 
         t0 = time.monotonic()
         proc.terminate()

@@ -578,3 +578,28 @@ fn disk_full_takes_the_directory_offline_without_losing_acknowledged_data() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// Leader epochs reach their checkpoint at flush, not with each first append; a crash before
+/// that loses none of them: recovery reads them back from the batches past the recovery point
+/// (OffsetForLeaderEpoch answers as before the crash).
+#[test]
+fn a_crash_keeps_the_leader_epochs_of_unflushed_batches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = open(dir.path(), &small_config());
+    let log = m.get_or_create("t", 0, small_config()).expect("create");
+    for epoch in [1, 1, 4] {
+        log.append(encode(3, 1_000, 40), epoch).expect("append");
+    }
+    log.flush().expect("flush");
+    for epoch in [4, 7, 7, 9] {
+        log.append(encode(3, 1_000, 40), epoch).expect("append");
+    }
+    let before: Vec<_> = (0..=10).map(|e| log.end_offset_for_epoch(e)).collect();
+    assert_eq!(before[7], Some((7, 18)));
+    drop(log);
+    drop(m);
+    let m = open(dir.path(), &small_config());
+    let log = m.get("t", 0).expect("log");
+    let after: Vec<_> = (0..=10).map(|e| log.end_offset_for_epoch(e)).collect();
+    assert_eq!(after, before);
+}

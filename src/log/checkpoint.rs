@@ -2,7 +2,8 @@
 //! `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`, `leader-epoch-checkpoint`.
 //!
 //! Owns their parsing and their crash-safe replacement: write a temp file, fsync it, rename it
-//! over the old one, fsync the directory. Never decides what goes in them.
+//! over the old one, fsync the directory (or, at shutdown, leave the fsyncs to one `syncfs`).
+//! Never decides what goes in them.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,28 +12,58 @@ use super::error::{IoContext, LogError};
 
 const VERSION: &str = "0";
 
+/// Whether a write waits for the disk. `Deferred` is for a shutdown, which closes tens of
+/// thousands of partitions and then makes everything durable with one `syncfs` (fsyncing each
+/// file took 45 s for 50,000 partitions on a disk doing 8,000 fsyncs a second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Fsync,
+    Deferred,
+}
+
 /// Replaces `path` with `lines` under the checkpoint header, atomically and durably.
-pub fn write(path: &Path, lines: &[String]) -> Result<(), LogError> {
+pub fn write(path: &Path, lines: &[String], durability: Durability) -> Result<(), LogError> {
     let mut text = format!("{VERSION}\n{}\n", lines.len());
     for l in lines {
         text.push_str(l);
         text.push('\n');
     }
-    write_atomically(path, text.as_bytes())
+    write_atomically_with(path, text.as_bytes(), durability)
 }
 
 /// Writes `bytes` to `path` through a fsynced temp file and a rename, then fsyncs the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    write_atomically_with(path, bytes, Durability::Fsync)
+}
+
+/// As `write_atomically`, the fsyncs left to the caller when `Deferred`.
+pub fn write_atomically_with(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), LogError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
         f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+        if durability == Durability::Fsync {
+            f.sync_all().at(&tmp)?;
+        }
     }
     std::fs::rename(&tmp, path).at(path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    match durability {
+        Durability::Fsync => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Durability::Deferred => Ok(()),
+    }
+}
+
+/// Makes everything written to the file system holding `dir` durable (data, metadata,
+/// renames): what `Deferred` writes wait for.
+pub fn sync_file_system(dir: &Path) -> Result<(), LogError> {
+    let d = std::fs::File::open(dir).at(dir)?;
+    rustix::fs::syncfs(&d).map_err(|e| LogError::io(dir, e.into()))
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
@@ -96,7 +127,7 @@ pub fn write_partition_offsets(
         .iter()
         .map(|(t, p, o)| format!("{t} {p} {o}"))
         .collect();
-    write(path, &lines)
+    write(path, &lines, Durability::Fsync)
 }
 
 #[cfg(test)]

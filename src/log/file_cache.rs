@@ -7,12 +7,16 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::checkpoint::Durability;
 use super::error::{IoContext, LogError};
 
 pub struct FileCache {
     inner: Mutex<Inner>,
+    /// Set while the log directory shuts down: fsyncs are left to one `syncfs` at the end.
+    deferred: AtomicBool,
     /// Handles kept open at most; an evicted handle closes once its last borrower drops it.
     capacity: usize,
 }
@@ -30,6 +34,7 @@ impl FileCache {
                 tick: 0,
             }),
             capacity: capacity.max(1),
+            deferred: AtomicBool::new(false),
         }
     }
 
@@ -63,6 +68,27 @@ impl FileCache {
         }
         inner.files.insert(path.to_path_buf(), (file.clone(), tick));
         Ok(file)
+    }
+
+    /// How writes through this cache's logs reach the disk now.
+    pub fn durability(&self) -> Durability {
+        match self.deferred.load(Ordering::Acquire) {
+            true => Durability::Deferred,
+            false => Durability::Fsync,
+        }
+    }
+
+    pub fn set_durability(&self, d: Durability) {
+        self.deferred
+            .store(d == Durability::Deferred, Ordering::Release);
+    }
+
+    /// fsyncs `file`'s data, unless fsyncs are deferred.
+    pub fn sync_data(&self, file: &File, path: &Path) -> Result<(), LogError> {
+        match self.durability() {
+            Durability::Fsync => file.sync_data().at(path),
+            Durability::Deferred => Ok(()),
+        }
     }
 
     /// Drops the cached handle of a file about to be renamed or deleted.

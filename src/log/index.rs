@@ -250,17 +250,9 @@ impl<E: IndexEntry> IndexFile<E> {
         self.with_source(|s| (0..n).filter_map(|i| s.entry(i)).collect())
     }
 
-    /// Writes the entries not yet in the file and fsyncs it (only the partition's writer calls
-    /// this, so no append runs meanwhile).
-    pub fn flush(&self) -> Result<(), LogError> {
-        let Some(file) = self.write_pending()? else {
-            return Ok(());
-        };
-        file.sync_data().at(&self.path)
-    }
-
-    /// Writes pending entries of an active index; the file written, if any was.
-    fn write_pending(&self) -> Result<Option<std::fs::File>, LogError> {
+    /// Writes the entries of an active index not yet in its file; the file, for the caller to
+    /// fsync, if anything was written. Only the partition's writer calls this.
+    pub fn write_pending(&self) -> Result<Option<std::fs::File>, LogError> {
         let mut guard = self.write_lock();
         let Mapping::Active { bytes, written } = &mut *guard else {
             return Ok(None);
@@ -327,7 +319,7 @@ mod tests {
         assert!(index.is_writable());
         assert_eq!(index.floor(25).expect("floor"), Some(entry(2)));
         assert_eq!(file_len(&index), 0, "nothing written before a flush");
-        index.flush().expect("flush");
+        index.write_pending().expect("flush");
         assert_eq!(
             file_len(&index),
             40,
@@ -350,7 +342,7 @@ mod tests {
         for i in 0..6 {
             index.append(entry(i));
         }
-        index.flush().expect("flush");
+        index.write_pending().expect("flush");
         index.truncate_entries(2).expect("truncate");
         assert_eq!(file_len(&index), 16);
         assert_eq!(index.last().expect("last"), Some(entry(1)));
@@ -359,7 +351,7 @@ mod tests {
             relative_offset: 11,
             position: 5000,
         });
-        index.flush().expect("flush");
+        index.write_pending().expect("flush");
         assert_eq!(file_len(&index), 24);
         assert_eq!(
             index.floor(100).expect("floor").map(|e| e.position),

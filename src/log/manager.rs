@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::checkpoint;
+use super::checkpoint::{self, Durability};
 use super::config::LogConfig;
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
@@ -364,11 +364,16 @@ impl LogManager {
     /// Orderly shutdown: flush and trim every log, write the checkpoints, then the marker that
     /// lets the next start skip recovery.
     pub fn shutdown(&self) -> Result<(), LogError> {
-        // In parallel, as loading: each close may wait on fsyncs.
+        // Every log is closed with its fsyncs deferred, then one syncfs makes all of it
+        // durable before the clean-shutdown marker is written.
+        self.files.set_durability(Durability::Deferred);
         let logs = self.all();
-        parallel::map(&logs, parallel::io_threads(), |log| log.close())
+        let closed = parallel::map(&logs, parallel::io_threads(), |log| log.close())
             .into_iter()
-            .collect::<Result<(), LogError>>()?;
+            .collect::<Result<(), LogError>>();
+        self.files.set_durability(Durability::Fsync);
+        closed?;
+        checkpoint::sync_file_system(&self.dir)?;
         self.checkpoint()?;
         if self.is_failed() {
             return Err(LogError::DirectoryFailed(self.dir.display().to_string()));

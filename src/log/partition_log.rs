@@ -279,10 +279,7 @@ impl PartitionLog {
             last_offset: next - 1,
             max_timestamp,
         };
-        // The epoch reaches its checkpoint before its first batch reaches the log, as Kafka
-        // orders it: a crash between leaves an epoch without data, which loading drops.
-        let r = writer.epochs.assign(leader_epoch, base_offset);
-        self.fail_on_io(r)?;
+        writer.epochs.begin(leader_epoch, base_offset);
         let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
         self.fail_on_io(active.append(&records, &batches))?;
         let now = now_ms();
@@ -344,10 +341,7 @@ impl PartitionLog {
                 .unwrap_or(-1),
         };
         for (_, h) in &batches {
-            let r = writer
-                .epochs
-                .assign(h.partition_leader_epoch, h.base_offset);
-            self.fail_on_io(r)?;
+            writer.epochs.begin(h.partition_leader_epoch, h.base_offset);
         }
         let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
         self.fail_on_io(active.append(&records[..end], &batches))?;
@@ -446,7 +440,9 @@ impl PartitionLog {
         writer: &WriterState,
     ) -> Result<Arc<Segment>, LogError> {
         old.seal()?;
-        writer.producers.write_snapshot(&self.dir, base_offset)?;
+        writer
+            .producers
+            .write_snapshot(&self.dir, base_offset, self.files.durability())?;
         let new = Arc::new(Segment::create(
             &self.dir,
             base_offset,
@@ -486,6 +482,9 @@ impl PartitionLog {
         if self.recovery_point() >= end {
             return Ok(());
         }
+        // Epochs first: the recovery point must not pass a batch whose epoch is not on disk.
+        let r = writer.epochs.flush(self.files.durability());
+        self.fail_on_io(r)?;
         for seg in self.segments_snapshot() {
             if seg.next_offset() > self.recovery_point() {
                 self.fail_on_io(seg.flush())?;
@@ -897,7 +896,9 @@ impl PartitionLog {
         // An empty log needs no snapshot, and one taken at this end is still current: two
         // fsyncs each, skipped for the thousands of idle partitions a broker may hold.
         if end > self.log_start_offset() && !state::snapshot_path(&self.dir, end).exists() {
-            let r = writer.producers.write_snapshot(&self.dir, end);
+            let r = writer
+                .producers
+                .write_snapshot(&self.dir, end, self.files.durability());
             self.fail_on_io(r)?;
         }
         if let Some(active) = self.active() {

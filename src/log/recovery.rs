@@ -249,6 +249,7 @@ impl PartitionLog {
         };
         let mut segments = BTreeMap::new();
         let mut expected_next = None;
+        let mut epoch_starts = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let trusted = if base < scan_from {
@@ -263,6 +264,7 @@ impl PartitionLog {
                     let outcome = seg.recover(p.config.max_message_bytes)?;
                     stats.segments_scanned += 1;
                     stats.bytes_truncated += outcome.truncated_bytes;
+                    epoch_starts.extend(outcome.epoch_starts);
                     // Not flushed here (one fsync per partition made restarts of thousands
                     // slow): the recovery point stays where it was, as Kafka's LogLoader
                     // keeps it, so a second crash scans this segment again.
@@ -314,7 +316,12 @@ impl PartitionLog {
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
         let log_start = p.log_start_offset.max(first_base).min(log_end);
         let producers = rebuild_producer_state(&p.dir, &snapshots, &segments, log_start, log_end)?;
-        let epochs = LeaderEpochCache::load(&p.dir, log_end)?;
+        let mut epochs = LeaderEpochCache::load(&p.dir, log_end)?;
+        for (epoch, start) in epoch_starts {
+            if start < log_end {
+                epochs.begin(epoch, start);
+            }
+        }
         if stats.segments_scanned > 0 {
             tracing::info!(topic = %p.topic, partition = p.partition, ?stats, log_end, "recovered partition log");
         }

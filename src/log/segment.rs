@@ -75,10 +75,13 @@ pub struct Segment {
 }
 
 /// What a full scan of a segment found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanOutcome {
     pub valid_bytes: u64,
     pub truncated_bytes: u64,
+    /// Where each newer leader epoch begins among the valid batches (as Kafka's
+    /// LogSegment.recover feeds the epoch cache): the checkpoint file is written only at flush.
+    pub epoch_starts: Vec<(i32, i64)>,
 }
 
 impl Segment {
@@ -389,11 +392,16 @@ impl Segment {
         }
     }
 
-    /// fsyncs the log and the index mappings.
+    /// fsyncs the log, then writes and fsyncs the indexes' new entries.
     pub fn flush(&self) -> Result<(), LogError> {
-        self.file()?.sync_data().at(&self.log_path)?;
-        self.offset_index.flush()?;
-        self.time_index.flush()
+        self.files.sync_data(&*self.file()?, &self.log_path)?;
+        if let Some(f) = self.offset_index.write_pending()? {
+            self.files.sync_data(&f, self.offset_index.path())?;
+        }
+        if let Some(f) = self.time_index.write_pending()? {
+            self.files.sync_data(&f, self.time_index.path())?;
+        }
+        Ok(())
     }
 
     /// Turns the active segment into a sealed one: final time entry, flushed, indexes trimmed
@@ -610,6 +618,7 @@ impl Segment {
         self.max_timestamp.store(-1, Ordering::Relaxed);
         self.first_timestamp.store(-1, Ordering::Relaxed);
         let mut next = self.base_offset;
+        let mut epoch_starts: Vec<(i32, i64)> = Vec::new();
         // `position` is where `buf` starts in the file; `valid` is the end of the last good batch.
         let mut position = 0u64;
         let mut valid = 0u64;
@@ -642,6 +651,13 @@ impl Segment {
                     break 'outer;
                 }
                 self.track_batch(position + at as u64, &h);
+                if h.partition_leader_epoch >= 0
+                    && epoch_starts
+                        .last()
+                        .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
+                {
+                    epoch_starts.push((h.partition_leader_epoch, h.base_offset));
+                }
                 next = h.next_offset();
                 at += len;
                 valid = position + at as u64;
@@ -659,6 +675,7 @@ impl Segment {
         Ok(ScanOutcome {
             valid_bytes: position,
             truncated_bytes: file_len - position,
+            epoch_starts,
         })
     }
 

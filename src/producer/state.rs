@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::log::batch::BatchHeader;
-use crate::log::checkpoint::write_atomically;
+use crate::log::checkpoint::{write_atomically_with, Durability};
 use crate::log::error::{IoContext, LogError};
 
 /// Batches remembered per producer (Kafka's limit on in-flight requests with idempotence).
@@ -190,7 +190,12 @@ impl ProducerStateManager {
     }
 
     /// Writes `<offset>.snapshot`: version, CRC-32C of the rest, then the entries.
-    pub fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<(), LogError> {
+    pub fn write_snapshot(
+        &self,
+        dir: &Path,
+        offset: i64,
+        durability: Durability,
+    ) -> Result<(), LogError> {
         let mut body = Vec::with_capacity(16 + self.producers.len() * 64);
         body.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         for (pid, e) in &self.producers {
@@ -209,7 +214,7 @@ impl ProducerStateManager {
         let mut file = SNAPSHOT_VERSION.to_be_bytes().to_vec();
         file.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         file.extend_from_slice(&body);
-        write_atomically(&snapshot_path(dir, offset), &file)
+        write_atomically_with(&snapshot_path(dir, offset), &file, durability)
     }
 
     /// Reads a snapshot; a torn or corrupt one is an error (the caller falls back to an older
@@ -392,7 +397,8 @@ mod tests {
         let mut s = ProducerStateManager::default();
         s.update(&header(3, 2, 0, 4, 100), 55);
         s.update(&header(9, 0, 0, 1, 104), 56);
-        s.write_snapshot(dir.path(), 105).expect("write");
+        s.write_snapshot(dir.path(), 105, Durability::Fsync)
+            .expect("write");
         let path = snapshot_path(dir.path(), 105);
         let back = ProducerStateManager::read_snapshot(&path).expect("read");
         assert_eq!(back.producers, s.producers);
