@@ -352,9 +352,8 @@ impl Broker {
     }
 
     /// Creates a topic (validate_only is CreateTopics' business) and returns it as this
-    /// broker's image holds it.
-    /// Creates a topic whole or not at all: when a partition assigned here cannot get its log,
-    /// the topic is deleted again and the request fails with the reason.
+    /// broker's image holds it. Whole or not at all: when a partition assigned here cannot get
+    /// its log, the topic is deleted again and the request fails with the reason.
     pub async fn create(&self, topic: NewTopic) -> Result<Arc<Topic>, TopicError> {
         let name = topic.name.clone();
         self.controller_change(ControllerRequest::CreateTopic(topic))

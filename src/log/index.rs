@@ -80,8 +80,8 @@ impl<E: IndexEntry> IndexFile<E> {
     }
 
     /// Reopens an index for appending, keeping its first `entries` entries. The file is not
-    /// preallocated: it only ever holds entries that were flushed after the log bytes they
-    /// point to (or zeroes them when the log is truncated), so after a crash it is a valid
+    /// preallocated: it only ever holds entries written after the log bytes they point to were
+    /// flushed (and loses them when the log is truncated), so after a crash it is a valid
     /// prefix of the index and recovery can trust it.
     pub fn open_writable(path: &Path, max_bytes: usize, entries: usize) -> Result<Self, LogError> {
         let mut bytes = vec![0u8; entries * E::SIZE];

@@ -404,8 +404,8 @@ impl Segment {
         Ok(())
     }
 
-    /// Turns the active segment into a sealed one: final time entry, flushed, indexes trimmed
-    /// and unmapped.
+    /// Turns the active segment into a sealed one: final time entry, flushed, indexes written
+    /// out and dropped from memory.
     pub fn seal(&self) -> Result<(), LogError> {
         self.maybe_append_time_entry();
         self.flush()?;
