@@ -14,8 +14,9 @@ pub struct Node {
     pub roles: &'static str,
     pub client_port: u16,
     pub controller_port: u16,
-    /// Where the node serves /metrics (each its own, so nodes never contend for the default).
-    pub metrics_port: u16,
+    /// Where the node serves /metrics, read from its "listening" line: each node binds port 0
+    /// (a port picked free beforehand could be taken by a parallel test before the node binds).
+    metrics: Option<String>,
     pub data: PathBuf,
     /// Extra `key=value` settings given to every start (later ones win).
     pub settings: Vec<String>,
@@ -46,10 +47,7 @@ impl Node {
             .args(["--set", &format!("listeners={}", self.listeners())])
             .args(["--set", &format!("controller.quorum.voters={voters}")])
             .args(["--set", "num.partitions=3"])
-            .args([
-                "--set",
-                &format!("metrics.listeners=http://127.0.0.1:{}", self.metrics_port),
-            ])
+            .args(["--set", "metrics.listeners=http://127.0.0.1:0"])
             .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
             // openraft reports unreachable peers at ERROR while the others start or are killed.
             .env("RUNNEL_LOG", "warn,openraft=off")
@@ -82,6 +80,9 @@ impl Node {
             "node {} did not start: {line:?}",
             self.id
         );
+        self.metrics = line
+            .split_once("metrics on http://")
+            .map(|(_, m)| m.trim_end().trim_end_matches(')').to_string());
     }
 
     pub fn addr(&self) -> String {
@@ -89,7 +90,7 @@ impl Node {
     }
 
     pub fn metrics_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.metrics_port)
+        self.metrics.clone().expect("the node serves /metrics")
     }
 
     pub fn is_running(&self) -> bool {
@@ -153,7 +154,7 @@ impl Cluster {
                 roles,
                 client_port: free_port(),
                 controller_port: free_port(),
-                metrics_port: free_port(),
+                metrics: None,
                 data: tmp.path().join(format!("node{id}")),
                 settings: settings.iter().map(|s| s.to_string()).collect(),
                 child: None,
