@@ -78,9 +78,20 @@ fn count_errors(broker: &Broker, key: i16, response: &ResponseKind) {
     crate::metrics::errors::each_code(response, &mut |c| broker.metrics.error(key, c));
 }
 
-pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContext<'_>) -> Outcome {
+/// A request frame decoded: what every handler starts from.
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: RequestKind,
+}
+
+/// Decodes a request frame, or says how to answer one that cannot be served: an ApiVersions of
+/// a version we do not know gets KIP-511's fallback; anything else undecodable closes the
+/// connection. Never panics, whatever the bytes (`decode_fuzz` holds it to that).
+pub fn decode(mut frame_bytes: Bytes) -> Result<Request, Outcome> {
     if frame_bytes.len() < 8 {
-        return Outcome::Close("request shorter than a header".into());
+        return Err(Outcome::Close("request shorter than a header".into()));
     }
     let key_raw = i16::from_be_bytes([frame_bytes[0], frame_bytes[1]]);
     let version = i16::from_be_bytes([frame_bytes[2], frame_bytes[3]]);
@@ -91,23 +102,45 @@ pub async fn handle(broker: &Broker, mut frame_bytes: Bytes, ctx: &RequestContex
         frame_bytes[7],
     ]);
     let Ok(api_key) = ApiKey::try_from(key_raw) else {
-        return Outcome::Close(format!("unknown API key {key_raw}"));
+        return Err(Outcome::Close(format!("unknown API key {key_raw}")));
     };
     if !versions::is_supported(api_key, version) {
         if api_key == ApiKey::ApiVersions {
-            return api_versions_fallback(correlation_id);
+            return Err(api_versions_fallback(correlation_id));
         }
-        return Outcome::Close(format!("unsupported version {version} of {api_key:?}"));
+        return Err(Outcome::Close(format!(
+            "unsupported version {version} of {api_key:?}"
+        )));
     }
     let header =
         match RequestHeader::decode(&mut frame_bytes, api_key.request_header_version(version)) {
             Ok(h) => h,
-            Err(e) => return Outcome::Close(format!("bad request header: {e}")),
+            Err(e) => return Err(Outcome::Close(format!("bad request header: {e}"))),
         };
-    let request = match RequestKind::decode(api_key, &mut frame_bytes, version) {
+    match RequestKind::decode(api_key, &mut frame_bytes, version) {
+        Ok(body) => Ok(Request {
+            api_key,
+            version,
+            header,
+            body,
+        }),
+        Err(e) => Err(Outcome::Close(format!(
+            "could not decode {api_key:?} v{version}: {e}"
+        ))),
+    }
+}
+
+pub async fn handle(broker: &Broker, frame_bytes: Bytes, ctx: &RequestContext<'_>) -> Outcome {
+    let Request {
+        api_key,
+        version,
+        header,
+        body: request,
+    } = match decode(frame_bytes) {
         Ok(r) => r,
-        Err(e) => return Outcome::Close(format!("could not decode {api_key:?} v{version}: {e}")),
+        Err(outcome) => return outcome,
     };
+    let key_raw = api_key as i16;
     let response = match request {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(crate::broker::api_versions::response())

@@ -6,6 +6,8 @@
 //!
 //! Never does the work of a request: that is `broker`.
 
+#[cfg(test)]
+mod decode_fuzz;
 pub mod dispatch;
 pub mod errors;
 pub mod response;
