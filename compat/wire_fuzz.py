@@ -420,8 +420,29 @@ class Stats:
         self.by_key = collections.Counter()
 
 
-async def worker(host, port, mutator, stats, deadline):
+async def exchange(r, w, mutator, stats):
+    """Sends a few mutated frames, pipelined, and reads what answers come."""
     rng = mutator.rng
+    frames = [mutator.mutate(rng.choice(mutator.corpus)) for _ in range(rng.choice((1, 1, 2, 4)))]
+    for f in frames:
+        size = len(f)
+        if rng.random() < 0.01:
+            # A size that lies: more than follows (the broker waits for the rest, then we
+            # go), or beyond any limit.
+            size = rng.choice((size + rng.randrange(1, 100), 0x7FFFFFFF, -1))
+            stats.lying_sizes += 1
+        w.write(struct.pack(">i", size) + f)
+        stats.sent += 1
+        if len(f) >= 2:
+            stats.by_key[struct.unpack(">h", f[:2])[0]] += 1
+    await w.drain()
+    for _ in frames:
+        size = struct.unpack(">i", await asyncio.wait_for(r.readexactly(4), 1.0))[0]
+        await r.readexactly(size)
+        stats.answered += 1
+
+
+async def worker(host, port, mutator, stats, deadline):
     while time.monotonic() < deadline:
         try:
             r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
@@ -430,24 +451,9 @@ async def worker(host, port, mutator, stats, deadline):
             continue
         try:
             while time.monotonic() < deadline:
-                frames = [mutator.mutate(rng.choice(mutator.corpus))
-                          for _ in range(rng.choice((1, 1, 2, 4)))]
-                for f in frames:
-                    size = len(f)
-                    if rng.random() < 0.01:
-                        # A size that lies: more than follows (the broker waits for the
-                        # rest, then we go), or beyond any limit.
-                        size = rng.choice((size + rng.randrange(1, 100), 0x7FFFFFFF, -1))
-                        stats.lying_sizes += 1
-                    w.write(struct.pack(">i", size) + f)
-                    stats.sent += 1
-                    if len(f) >= 2:
-                        stats.by_key[struct.unpack(">h", f[:2])[0]] += 1
-                await w.drain()
-                for _ in frames:
-                    size = struct.unpack(">i", await asyncio.wait_for(r.readexactly(4), 1.0))[0]
-                    await asyncio.wait_for(r.readexactly(size), 5.0)
-                    stats.answered += 1
+                # Bounded: a broker that stops reading (a long poll ahead of pipelined
+                # requests) must not hold the worker past the run.
+                await asyncio.wait_for(exchange(r, w, mutator, stats), 5.0)
         except (asyncio.IncompleteReadError, ConnectionError):
             stats.closed += 1
         except asyncio.TimeoutError:
@@ -462,9 +468,10 @@ async def worker(host, port, mutator, stats, deadline):
 async def fuzz(address, mutator, connections, seconds, stats):
     host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + seconds
-    await asyncio.gather(*(worker(host, int(port), Mutator(mutator.corpus, mutator.versions,
-                                                             mutator.rng.random()), stats, deadline)
-                           for _ in range(connections)))
+    workers = [worker(host, int(port), Mutator(mutator.corpus, mutator.versions,
+                                               mutator.rng.random()), stats, deadline)
+               for _ in range(connections)]
+    await asyncio.wait_for(asyncio.gather(*workers), seconds + 30)
 
 
 def api_versions(address, timeout=10.0):

@@ -2,7 +2,7 @@
 //! response, repeat. Requests on a connection are answered strictly in order, one at a time,
 //! as Kafka does (pipelined requests wait in the socket buffer).
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,14 +49,65 @@ pub async fn serve(
     let end = run(stream, &broker, &ctx, &mut shutdown).await;
     counted.connections.fetch_sub(1, Relaxed);
     match end {
-        End::Oversized(size) => tracing::warn!(
-            ?peer,
-            size,
-            "frame size outside socket.request.max.bytes: connection closed"
-        ),
-        End::Protocol(reason) => tracing::warn!(?peer, %reason, "bad request: connection closed"),
+        End::Oversized(size) => {
+            if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
+                tracing::warn!(
+                    ?peer,
+                    size,
+                    suppressed,
+                    "frame size outside socket.request.max.bytes: connection closed"
+                )
+            }
+        }
+        End::Protocol(reason) => {
+            if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
+                tracing::warn!(?peer, %reason, suppressed, "bad request: connection closed")
+            }
+        }
         End::Io(error) => tracing::debug!(?peer, %error, "connection failed"),
         end => tracing::debug!(?peer, ?end, "connection closed"),
+    }
+}
+
+/// Warnings about misbehaving clients, at most one a second: a client sending garbage as fast
+/// as it can (a fuzzer made 900,000 lines in five minutes) must not fill the broker's disk
+/// with its log. Each line says how many were left out before it.
+static BAD_CLIENT_WARNINGS: WarningBudget = WarningBudget::new();
+
+struct WarningBudget {
+    /// The second (since the Unix epoch) the last warning was written in.
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl WarningBudget {
+    const fn new() -> Self {
+        Self {
+            last_second: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Some(count left out since the last one) if a warning may be written now.
+    fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.admit_at(now)
+    }
+
+    fn admit_at(&self, now: u64) -> Option<u64> {
+        let last = self.last_second.load(Relaxed);
+        if last != now
+            && self
+                .last_second
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Relaxed));
+        }
+        self.suppressed.fetch_add(1, Relaxed);
+        None
     }
 }
 
@@ -121,5 +172,21 @@ async fn run(
             broker.metrics.request_done(kind, version, times);
         }
         framing::release(&mut buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WarningBudget;
+
+    #[test]
+    fn one_warning_a_second_counting_those_left_out() {
+        let budget = WarningBudget::new();
+        assert_eq!(budget.admit_at(5), Some(0));
+        assert_eq!(budget.admit_at(5), None);
+        assert_eq!(budget.admit_at(5), None);
+        assert_eq!(budget.admit_at(6), Some(2));
+        assert_eq!(budget.admit_at(6), None);
+        assert_eq!(budget.admit_at(9), Some(1));
     }
 }
