@@ -2,7 +2,6 @@
 processes), kafka-python's group consumer and admin, confluent-kafka's group admin, kcat -G."""
 
 import json
-import os
 import pathlib
 import queue
 import signal
@@ -15,7 +14,6 @@ import pytest
 from confluent_kafka import ConsumerGroupState, KafkaException, Producer, TopicPartition as CTP
 from confluent_kafka.admin import AdminClient, NewTopic as CNewTopic
 from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -512,71 +512,137 @@ fn ten_thousand_partitions_stay_within_the_file_budget() {
     }
 }
 
-#[test]
-fn disk_full_takes_the_directory_offline_without_losing_acknowledged_data() {
-    // A real full disk: a 1 MiB tmpfs. Needs root (CI and the dev machines run as root).
+/// Mounts a tmpfs of `size` on a new directory for `f`, and unmounts it after (even when `f`
+/// panics). Needs root (CI and the dev machines run as root).
+fn on_tmpfs(size: &str, f: impl FnOnce(&Path) + std::panic::UnwindSafe) {
     let mnt = tempfile::tempdir().expect("tmp");
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
         .arg(mnt.path())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(mounted, "could not mount a tmpfs (this test needs root)");
-    let result = std::panic::catch_unwind(|| {
-        let cfg = LogConfig {
-            segment_index_bytes: 4096,
-            ..LogConfig::default()
-        };
-        let m = LogManager::open(mnt.path(), 16, |_| LogConfig {
-            segment_index_bytes: 4096,
-            ..LogConfig::default()
-        })
-        .expect("open")
-        .0;
-        let log = m.get_or_create("t", 0, cfg).expect("create");
-        let mut acked = 0i64;
-        let mut failure = None;
-        for _ in 0..10_000 {
-            match log.append(encode(4, 1, 1000), 0) {
-                Ok(info) => acked = info.last_offset + 1,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        assert!(
-            matches!(failure, Some(LogError::Io { .. })),
-            "got {failure:?}"
-        );
-        assert!(m.is_failed());
-        assert!(matches!(
-            log.append(encode(1, 1, 1), 0),
-            Err(LogError::DirectoryFailed(_))
-        ));
-        let served = read_all(&m, 0);
-        assert_eq!(
-            served.len() as i64,
-            acked,
-            "every acknowledged record is still readable"
-        );
-        drop(log);
-        drop(m);
-        let m = LogManager::open(mnt.path(), 16, |_| LogConfig {
-            segment_index_bytes: 4096,
-            ..LogConfig::default()
-        })
-        .expect("reopen")
-        .0;
-        assert_eq!(m.get("t", 0).expect("log").log_end_offset(), acked);
-    });
+    let path = mnt.path().to_path_buf();
+    let result = std::panic::catch_unwind(move || f(&path));
     let _ = std::process::Command::new("umount")
         .arg(mnt.path())
         .status();
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+/// Appends batches of 4 records until one fails, then smaller ones until they fail too (so
+/// the last bytes of the disk go to rolls, index entries and checkpoints); returns the errors.
+fn append_until_full(m: &LogManager, ts: &mut i64) -> Vec<LogError> {
+    let log = m.get("t", 0).expect("log");
+    let mut errors = Vec::new();
+    for value_len in [1000, 100, 0] {
+        for i in 0..100_000 {
+            assert!(i < 99_999, "the disk never filled");
+            *ts += 1;
+            if let Err(e) = log.append(encode(4, *ts, value_len), 0) {
+                errors.push(e);
+                break;
+            }
+        }
+    }
+    errors
+}
+
+/// Writes to `path` until the file system has no byte left.
+fn fill_disk(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![7u8; 4096];
+    for _ in 0..1_000_000 {
+        if f.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    for _ in 0..4096 {
+        if f.write_all(&[7]).is_err() {
+            return;
+        }
+    }
+    panic!("the disk never filled");
+}
+
+/// A real full disk (a 2 MiB tmpfs, filled by files the test removes to give space back):
+/// appends fail with NoSpace and leave nothing behind, the directory stays online, everything
+/// acknowledged is served, and appends resume by themselves once space returns; also when
+/// the append that finds no space is the one that must roll a new segment. The log flushes
+/// every 3 appends throughout. A restart without a clean shutdown finds the same log.
+#[test]
+fn a_full_disk_fails_appends_until_space_returns() {
+    on_tmpfs("2m", |dir| {
+        let filler = dir.join("filler");
+        let config = LogConfig {
+            segment_bytes: 20 * 1024,
+            segment_index_bytes: 4096,
+            index_interval_bytes: 1024,
+            flush_messages: Some(12),
+            ..LogConfig::default()
+        };
+        let m = open(dir, &config);
+        let log = m.get_or_create("t", 0, config.clone()).expect("create");
+        log.set_hw_follows_end(true);
+        std::fs::write(&filler, vec![7u8; 512 * 1024]).expect("filler");
+        let mut ts = 0i64;
+        let no_space = |e: &LogError| matches!(e, LogError::NoSpace { .. });
+
+        for e in append_until_full(&m, &mut ts) {
+            assert!(no_space(&e), "{e:?}");
+        }
+        assert!(!m.is_failed() && m.is_full());
+        assert_eq!(read_all(&m, 0).len() as i64, log.log_end_offset());
+        let e = log.append(encode(4, ts, 0), 0).expect_err("still full");
+        assert!(no_space(&e), "{e:?}");
+        std::fs::remove_file(&filler).expect("give space back");
+        let end = log.log_end_offset();
+        ts += 1;
+        let info = log.append(encode(4, ts, 1000), 0).expect("space returned");
+        assert_eq!(info.base_offset, end, "offsets go on where they stopped");
+        assert!(!m.is_full());
+
+        // The active segment one batch short of full (a new one holds one batch; 4 fit),
+        // then not a byte left: the append that must roll fails, and rolls once space returns.
+        let segments = log.segment_count();
+        for _ in 0..10 {
+            ts += 1;
+            log.append(encode(4, ts, 1000), 0).expect("append");
+            if log.segment_count() > segments {
+                break;
+            }
+        }
+        assert_eq!(log.segment_count(), segments + 1, "rolled");
+        for _ in 0..3 {
+            ts += 1;
+            log.append(encode(4, ts, 1000), 0).expect("append");
+        }
+        fill_disk(&filler);
+        ts += 1;
+        let e = log
+            .append(encode(4, ts, 1000), 0)
+            .expect_err("the roll finds no space");
+        assert!(no_space(&e), "{e:?}");
+        assert_eq!(log.segment_count(), segments + 1);
+        assert!(!m.is_failed());
+        std::fs::remove_file(&filler).expect("give space back");
+        log.append(encode(4, ts, 1000), 0).expect("rolls now");
+        assert_eq!(log.segment_count(), segments + 2);
+
+        let served = read_all(&m, 0);
+        assert_eq!(
+            served.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            (0..log.log_end_offset()).collect::<Vec<_>>()
+        );
+        drop(log);
+        drop(m);
+        let m = open(dir, &config);
+        assert_eq!(read_all(&m, 0), served);
+    });
 }
 
 /// Leader epochs reach their checkpoint at flush, not with each first append; a crash before

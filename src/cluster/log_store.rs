@@ -31,6 +31,10 @@ const COMMITTED_FILE: &str = "committed";
 const PURGED_FILE: &str = "purged";
 /// No metadata entry comes near this; a larger length is a corrupt frame.
 const MAX_FRAME: usize = 64 << 20;
+/// Space allocated past the log's end (without changing its size), so appends keep working
+/// when the data logs sharing the file system fill it: a failed write is fatal to the Raft
+/// library, and with it the broker's registration. Refilled when less than a quarter is left.
+const RESERVE: u64 = 8 << 20;
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -40,6 +44,9 @@ pub struct LogStore {
 struct Inner {
     dir: PathBuf,
     file: File,
+    /// The log file's length, and how far past it space is allocated.
+    end: u64,
+    reserved_to: u64,
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
@@ -156,14 +163,17 @@ impl LogStore {
             (Some(_), None) => None,
             (c, _) => c,
         };
-        let inner = Inner {
+        let mut inner = Inner {
             vote: read_json(&dir.join(VOTE_FILE))?,
             committed,
             dir: dir.to_path_buf(),
             file,
+            end: good as u64,
+            reserved_to: 0,
             entries,
             last_purged,
         };
+        inner.reserve();
         Ok((
             Self {
                 inner: Arc::new(Mutex::new(inner)),
@@ -242,7 +252,23 @@ impl Inner {
         let path = self.dir.join(LOG_FILE);
         write_atomically(&path, &bytes).map_err(std::io::Error::other)?;
         self.file = OpenOptions::new().append(true).open(&path)?;
+        self.end = bytes.len() as u64;
+        self.reserved_to = 0;
+        self.reserve();
         Ok(())
+    }
+
+    /// Keeps `RESERVE` bytes allocated past the end. A file system without fallocate, or one
+    /// already full, leaves the log without a reserve: appends then take their chances.
+    fn reserve(&mut self) {
+        if self.reserved_to.saturating_sub(self.end) >= RESERVE / 4 {
+            return;
+        }
+        let flags = rustix::fs::FallocateFlags::KEEP_SIZE;
+        match rustix::fs::fallocate(&self.file, flags, self.end, RESERVE) {
+            Ok(()) => self.reserved_to = self.end + RESERVE,
+            Err(e) => tracing::debug!(error = %e, "metadata log: no space reserved"),
+        }
     }
 }
 
@@ -292,7 +318,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if g.committed == committed {
             return Ok(());
         }
-        write_json(&g.dir.join(COMMITTED_FILE), &committed).map_err(|e| io_error(&e))?;
+        // A hint only (the Raft library lets a store skip it): a restart that finds an older
+        // one applies the entries after it again once they are committed again. So a full
+        // disk costs a warning here, not the quorum.
+        if let Err(e) = write_json(&g.dir.join(COMMITTED_FILE), &committed) {
+            tracing::warn!(error = %e, "metadata log: committed index not saved");
+        }
         g.committed = committed;
         Ok(())
     }
@@ -324,6 +355,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             for e in batch {
                 g.entries.insert(e.log_id.index, e);
             }
+            g.end += bytes.len() as u64;
+            g.reserve();
         }
         callback.log_io_completed(written);
         Ok(())
@@ -431,5 +464,33 @@ mod tests {
         assert_eq!(state.last_log_id.map(|l| l.index), Some(7));
         let got = store.try_get_log_entries(4..8).await.expect("read");
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn space_is_reserved_past_the_end_without_changing_its_length() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        write_entries(dir.path(), 3);
+        let len = std::fs::metadata(dir.path().join(LOG_FILE))
+            .expect("stat")
+            .len();
+        let (store, recovered) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(recovered.entries, 3);
+        let meta = std::fs::metadata(dir.path().join(LOG_FILE)).expect("stat");
+        assert_eq!(meta.len(), len, "the reserve is not part of the log");
+        assert!(
+            meta.blocks() * 512 >= RESERVE,
+            "{} bytes allocated",
+            meta.blocks() * 512
+        );
+        drop(store);
+        let (_, recovered) = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            recovered,
+            Recovered {
+                entries: 3,
+                truncated_bytes: 0
+            }
+        );
     }
 }

@@ -63,11 +63,12 @@ pub fn write_atomically_with(
 /// renames): what `Deferred` writes wait for.
 pub fn sync_file_system(dir: &Path) -> Result<(), LogError> {
     let d = std::fs::File::open(dir).at(dir)?;
-    rustix::fs::syncfs(&d).map_err(|e| LogError::io(dir, e.into()))
+    rustix::fs::syncfs(&d).map_err(|e| LogError::sync_failed(dir, e.into()))
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    let d = std::fs::File::open(dir).at(dir)?;
+    d.sync_all().map_err(|e| LogError::sync_failed(dir, e))
 }
 
 /// Reads the entry lines of a checkpoint; a missing file is an empty checkpoint.

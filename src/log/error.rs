@@ -26,6 +26,11 @@ pub enum LogError {
     DirectoryFailed(String),
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: io::Error },
+    /// A write found the file system full (ENOSPC, or EDQUOT for a quota). Appends undo
+    /// their partial bytes and fail with it; the directory stays online, so appends resume
+    /// once space returns. Anywhere else it takes the directory offline, as `Io` does.
+    #[error("no space left on the device holding {path}")]
+    NoSpace { path: String },
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
     OutOfOrderSequence {
         producer_id: i64,
@@ -52,12 +57,25 @@ pub enum LogError {
 
 impl LogError {
     pub fn io(path: &std::path::Path, source: io::Error) -> Self {
+        let path = path.display().to_string();
+        match source.raw_os_error() {
+            Some(ENOSPC | EDQUOT) => LogError::NoSpace { path },
+            _ => LogError::Io { path, source },
+        }
+    }
+
+    /// A failed fsync: whatever it reports (ENOSPC included, from a file system that allocates
+    /// late), written data may be lost, so this is always `Io`, never `NoSpace`.
+    pub fn sync_failed(path: &std::path::Path, source: io::Error) -> Self {
         LogError::Io {
             path: path.display().to_string(),
             source,
         }
     }
 }
+
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
 
 /// Attaches a path to an io::Result.
 pub trait IoContext<T> {

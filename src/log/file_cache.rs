@@ -86,7 +86,7 @@ impl FileCache {
     /// fsyncs `file`'s data, unless fsyncs are deferred.
     pub fn sync_data(&self, file: &File, path: &Path) -> Result<(), LogError> {
         match self.durability() {
-            Durability::Fsync => file.sync_data().at(path),
+            Durability::Fsync => file.sync_data().map_err(|e| LogError::sync_failed(path, e)),
             Durability::Deferred => Ok(()),
         }
     }

@@ -265,8 +265,12 @@ impl<E: IndexEntry> IndexFile<E> {
             .write(true)
             .open(&self.path)
             .at(&self.path)?;
-        file.write_all_at(&bytes[*written * E::SIZE..], (*written * E::SIZE) as u64)
-            .at(&self.path)?;
+        let at = (*written * E::SIZE) as u64;
+        if let Err(e) = file.write_all_at(&bytes[*written * E::SIZE..], at) {
+            // No part of an entry may stay behind in the file: it must remain a prefix.
+            file.set_len(at).at(&self.path)?;
+            return Err(LogError::io(&self.path, e));
+        }
         *written = n;
         Ok(Some(file))
     }

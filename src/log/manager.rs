@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use super::checkpoint::{self, Durability};
 use super::config::LogConfig;
+use super::dir_health::DirHealth;
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
 use super::parallel;
@@ -34,7 +34,7 @@ pub type PartitionKey = (String, i32);
 pub struct LogManager {
     dir: PathBuf,
     files: Arc<FileCache>,
-    dir_failed: Arc<AtomicBool>,
+    health: Arc<DirHealth>,
     logs: DashMap<PartitionKey, Arc<PartitionLog>>,
     /// What the checkpoint files hold now: unchanged offsets are not rewritten, because each
     /// rewrite fsyncs and an fsync stalls the appends sharing the filesystem journal.
@@ -102,7 +102,7 @@ impl LogManager {
         let manager = Self {
             dir: dir.to_path_buf(),
             files: Arc::new(FileCache::new(open_files)),
-            dir_failed: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(DirHealth::default()),
             logs: DashMap::new(),
             last_checkpoint: std::sync::Mutex::new(None),
         };
@@ -134,7 +134,7 @@ impl LogManager {
                 dir: path.clone(),
                 config: config_for(topic),
                 files: manager.files.clone(),
-                dir_failed: manager.dir_failed.clone(),
+                health: manager.health.clone(),
                 clean_shutdown,
                 recovery_point: lookup(&recovery_points, topic, *p).unwrap_or(0),
                 log_start_offset: lookup(&log_starts, topic, *p).unwrap_or(0),
@@ -169,7 +169,10 @@ impl LogManager {
         &self.dir
     }
     pub fn is_failed(&self) -> bool {
-        self.dir_failed.load(Ordering::Acquire)
+        self.health.is_failed()
+    }
+    pub fn is_full(&self) -> bool {
+        self.health.is_full()
     }
     pub fn open_file_count(&self) -> usize {
         self.files.open_count()
@@ -239,7 +242,7 @@ impl LogManager {
             partition,
             config,
             files: self.files.clone(),
-            dir_failed: self.dir_failed.clone(),
+            health: self.health.clone(),
             clean_shutdown: true,
             recovery_point: 0,
             log_start_offset: 0,
@@ -305,8 +308,12 @@ impl LogManager {
             return Ok(());
         }
         let r = self.write_checkpoints();
-        if r.is_err() {
-            self.dir_failed.store(true, Ordering::Release);
+        match &r {
+            // The files are replaced by rename: on a full disk the old ones stay whole, and
+            // the next pass writes them again.
+            Err(LogError::NoSpace { .. }) => self.health.note_full(&self.dir),
+            Err(_) => self.health.fail(&self.dir),
+            Ok(()) => {}
         }
         r
     }

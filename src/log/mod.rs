@@ -12,6 +12,7 @@
 //! | `partition_log` | UnifiedLog: append, read, roll, flush, retention, truncation |
 //! | `recovery` | LogLoader: start-up and crash recovery |
 //! | `manager` | LogManager: a log directory, checkpoints, clean-shutdown marker |
+//! | `dir_health` | LogDirFailureChannel: a directory offline after an I/O failure, or full |
 //! | `checkpoint`, `epoch_cache` | OffsetCheckpointFile, LeaderEpochFileCache |
 //! | `file_cache` | the bounded set of open segment files |
 //! | `file_slice` | FileRecords: batches named by file position, sent without copying |
@@ -25,6 +26,7 @@ pub mod checkpoint;
 pub mod cleaner;
 pub mod codec;
 pub mod config;
+pub mod dir_health;
 pub mod epoch_cache;
 pub mod error;
 pub mod file_cache;

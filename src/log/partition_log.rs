@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
+use super::dir_health::DirHealth;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::file_cache::FileCache;
@@ -73,9 +74,9 @@ pub struct PartitionLog {
     pub(super) hw_follows_end: AtomicBool,
     /// Everything below this offset is known to be on disk (fsynced).
     pub(super) recovery_point: AtomicI64,
-    /// Shared by every log in the directory: set on an I/O failure, after which nothing is
-    /// written there (Kafka takes the log directory offline).
-    pub(super) dir_failed: Arc<AtomicBool>,
+    /// Shared by every log in the directory: failed on an I/O failure, after which nothing is
+    /// written there (Kafka takes the log directory offline); full while writes find no space.
+    pub(super) health: Arc<DirHealth>,
     /// Set (under the writer lock) when the partition is being deleted: its directory is
     /// about to be renamed away, so the cleaner must not swap files in it.
     pub(super) deleting: AtomicBool,
@@ -188,7 +189,7 @@ impl PartitionLog {
     }
 
     fn check_dir(&self) -> Result<(), LogError> {
-        if self.dir_failed.load(Ordering::Acquire) {
+        if self.health.is_failed() {
             return Err(LogError::DirectoryFailed(
                 self.dir.parent().unwrap_or(&self.dir).display().to_string(),
             ));
@@ -196,13 +197,27 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Any I/O failure while writing takes the whole directory offline.
+    /// Any I/O failure while writing takes the whole directory offline; so does a full disk,
+    /// except where `unless_full` is used.
     pub(super) fn fail_on_io<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
-        if let Err(LogError::Io { .. }) = &r {
-            self.dir_failed.store(true, Ordering::Release);
-            tracing::error!(dir = %self.dir.display(), "I/O failure: log directory is now offline");
+        if let Err(LogError::Io { .. } | LogError::NoSpace { .. }) = &r {
+            self.health.fail(self.dir.parent().unwrap_or(&self.dir));
         }
         r
+    }
+
+    /// For the steps of an append, each of which leaves the log as it was when it finds no
+    /// space (the segment cuts what it wrote; a roll stops where it can be taken up again):
+    /// a full disk fails the append alone, and appends resume once space returns.
+    fn unless_full<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
+        match r {
+            Err(LogError::NoSpace { path }) => {
+                self.health
+                    .note_full(self.dir.parent().unwrap_or(&self.dir));
+                Err(LogError::NoSpace { path })
+            }
+            r => self.fail_on_io(r),
+        }
     }
 
     /// Checks the batches a producer sent, assigns offsets, stamps them and appends them.
@@ -280,8 +295,10 @@ impl PartitionLog {
             max_timestamp,
         };
         writer.epochs.begin(leader_epoch, base_offset);
-        let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
-        self.fail_on_io(active.append(&records, &batches))?;
+        let active = self.unless_full(self.maybe_roll(&config, incoming, &writer))?;
+        self.unless_full(active.append(&records, &batches))?;
+        self.health
+            .note_written(self.dir.parent().unwrap_or(&self.dir));
         let now = now_ms();
         for (_, h) in &batches {
             writer.producers.update(h, now);
@@ -343,8 +360,10 @@ impl PartitionLog {
         for (_, h) in &batches {
             writer.epochs.begin(h.partition_leader_epoch, h.base_offset);
         }
-        let active = self.fail_on_io(self.maybe_roll(&config, incoming, &writer))?;
-        self.fail_on_io(active.append(&records[..end], &batches))?;
+        let active = self.unless_full(self.maybe_roll(&config, incoming, &writer))?;
+        self.unless_full(active.append(&records[..end], &batches))?;
+        self.health
+            .note_written(self.dir.parent().unwrap_or(&self.dir));
         let now = now_ms();
         let mut messages = 0u64;
         for (_, h) in &batches {
@@ -483,14 +502,23 @@ impl PartitionLog {
             return Ok(());
         }
         // Epochs first: the recovery point must not pass a batch whose epoch is not on disk.
-        let r = writer.epochs.flush(self.files.durability());
-        self.fail_on_io(r)?;
+        // On a full disk the data is still made durable, but the recovery point stays, so
+        // a restart reads those epochs back from the batches.
+        let epochs_written = match writer.epochs.flush(self.files.durability()) {
+            Err(LogError::NoSpace { .. }) => false,
+            r => {
+                self.fail_on_io(r)?;
+                true
+            }
+        };
         for seg in self.segments_snapshot() {
             if seg.next_offset() > self.recovery_point() {
                 self.fail_on_io(seg.flush())?;
             }
         }
-        self.recovery_point.store(end, Ordering::Release);
+        if epochs_written {
+            self.recovery_point.store(end, Ordering::Release);
+        }
         writer.unflushed_messages = 0;
         writer.first_unflushed_ms = None;
         Ok(())

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::config::LogConfig;
+use super::dir_health::DirHealth;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
 use super::file_cache::FileCache;
@@ -28,7 +29,7 @@ pub struct LoadParams {
     pub partition: i32,
     pub config: LogConfig,
     pub files: Arc<FileCache>,
-    pub dir_failed: Arc<AtomicBool>,
+    pub health: Arc<DirHealth>,
     pub clean_shutdown: bool,
     pub recovery_point: i64,
     pub log_start_offset: i64,
@@ -351,7 +352,7 @@ impl PartitionLog {
             } else {
                 p.recovery_point.clamp(log_start, log_end)
             }),
-            dir_failed: p.dir_failed,
+            health: p.health,
             deleting: AtomicBool::new(false),
         };
         Ok((log, stats))

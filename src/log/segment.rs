@@ -336,7 +336,13 @@ impl Segment {
     ) -> Result<(), LogError> {
         let start = self.size();
         let file = self.file()?;
-        file.write_all_at(bytes, start).at(&self.log_path)?;
+        if let Err(e) = file.write_all_at(bytes, start) {
+            // Part of the batches may be in the file: cut them, so the file ends where the
+            // log does (a restart reads the file's end as the log's) and a later append
+            // writes from the same place. Cutting needs no space.
+            file.set_len(start).at(&self.log_path)?;
+            return Err(LogError::io(&self.log_path, e));
+        }
         for (range, h) in batches {
             self.track_batch(start + range.start as u64, h);
         }
@@ -392,14 +398,20 @@ impl Segment {
         }
     }
 
-    /// fsyncs the log, then writes and fsyncs the indexes' new entries.
+    /// fsyncs the log, then writes and fsyncs the indexes' new entries. On a full disk the
+    /// entries wait in memory for the next flush: an index file is a sparse prefix of its
+    /// index, so lookups stay correct (they scan on from an earlier entry).
     pub fn flush(&self) -> Result<(), LogError> {
         self.files.sync_data(&*self.file()?, &self.log_path)?;
-        if let Some(f) = self.offset_index.write_pending()? {
-            self.files.sync_data(&f, self.offset_index.path())?;
-        }
-        if let Some(f) = self.time_index.write_pending()? {
-            self.files.sync_data(&f, self.time_index.path())?;
+        for (pending, path) in [
+            (self.offset_index.write_pending(), self.offset_index.path()),
+            (self.time_index.write_pending(), self.time_index.path()),
+        ] {
+            match pending {
+                Ok(Some(f)) => self.files.sync_data(&f, path)?,
+                Ok(None) | Err(LogError::NoSpace { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

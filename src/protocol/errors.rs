@@ -18,9 +18,10 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
         LogError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-        LogError::DirectoryFailed(_) | LogError::Io { .. } | LogError::CorruptFile { .. } => {
-            ResponseError::KafkaStorageError
-        }
+        LogError::DirectoryFailed(_)
+        | LogError::Io { .. }
+        | LogError::NoSpace { .. }
+        | LogError::CorruptFile { .. } => ResponseError::KafkaStorageError,
     }
 }
 

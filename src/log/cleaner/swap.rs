@@ -103,7 +103,7 @@ pub fn replace(
     // Deletion marks the log under this same lock before renaming its directory away, and a
     // failed directory takes no writes.
     let unchanged = !log.deleting.load(Ordering::Acquire)
-        && !log.dir_failed.load(Ordering::Acquire)
+        && !log.health.is_failed()
         && old.iter().all(|s| {
             segments
                 .get(&s.base_offset())
