@@ -469,3 +469,73 @@ fn unread_fetches_hold_few_file_handles() {
     drop(readers);
     api_versions_ok(&broker.addr);
 }
+
+/// Clients that stall mid-exchange: one sends half a request and waits, one sends fetches and
+/// never reads the answers. Kafka's idle timer closes a connection without progress either
+/// way; so does Runnel, after connections.max.idle.ms, serving other clients throughout.
+#[test]
+fn stalled_clients_are_closed_after_connections_max_idle_ms() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let broker = BrokerProcess::start(&["--set", "connections.max.idle.ms=1000"]);
+    let mut s = connect(&broker.addr);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("stall")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create))
+        .expect("write");
+    read_frame(&mut s).expect("create response");
+    let batch = common::batches::batch_from(common::batches::PLAIN, 1, 1, 900_000);
+    assert_eq!(produce(&mut s, "stall", batch), 0);
+
+    let whole = request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+    let mut half = connect(&broker.addr);
+    half.write_all(&whole[..whole.len() / 2]).expect("write");
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(4 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("stall")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(4 << 20)])]);
+    const FETCHES: usize = 40;
+    let mut deaf = connect(&broker.addr);
+    for i in 0..FETCHES {
+        deaf.write_all(&request(ApiKey::Fetch, 12, i as i32, &fetch))
+            .expect("fetch");
+    }
+    let started = std::time::Instant::now();
+    api_versions_ok(&broker.addr);
+    assert!(closed(&mut half), "half a frame, then nothing: closed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(6),
+        "closed after {waited:?}"
+    );
+    // Not a byte read for well past the limit; then what the kernel buffered comes, and the
+    // end of the connection.
+    std::thread::sleep(Duration::from_secs(3));
+    api_versions_ok(&broker.addr);
+    deaf.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match deaf.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => received += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(ended, "a client that reads nothing is closed");
+    assert!(
+        received < FETCHES * 900_000,
+        "closed before every answer was sent ({received} bytes)"
+    );
+}

@@ -22,6 +22,9 @@ use crate::protocol::dispatch::{self, Outcome, RequestContext};
 enum End {
     ClientClosed,
     Idle,
+    /// No progress for connections.max.idle.ms with a request half read or a response half
+    /// sent: a client that sent part of a frame and waits, or stopped reading its socket.
+    Stalled(&'static str),
     Shutdown,
     Oversized(i64),
     Protocol(String),
@@ -62,6 +65,16 @@ pub async fn serve(
         End::Protocol(reason) => {
             if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
                 tracing::warn!(?peer, %reason, suppressed, "bad request: connection closed")
+            }
+        }
+        End::Stalled(what) => {
+            if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
+                tracing::warn!(
+                    ?peer,
+                    what,
+                    suppressed,
+                    "no progress within connections.max.idle.ms: connection closed"
+                )
             }
         }
         End::Io(error) => tracing::debug!(?peer, %error, "connection failed"),
@@ -134,8 +147,15 @@ async fn run(
             },
             _ = shutdown.changed() => return End::Shutdown,
         };
+        // Kafka's idle timer counts any socket without progress: a frame begun and never
+        // finished must not hold its connection (and buffer) forever.
         let frame = match started {
-            Ok(()) => framing::read_frame(&mut rd, &mut buf, max).await,
+            Ok(()) => match tokio::time::timeout(idle, framing::read_frame(&mut rd, &mut buf, max))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => return End::Stalled("a request sent in part"),
+            },
             Err(e) => Err(e),
         };
         let frame = match frame {
@@ -151,11 +171,13 @@ async fn run(
         }
         let (key, version) = framing::api_key_and_version(&frame);
         match dispatch::handle(broker, frame, ctx).await {
-            Outcome::Respond(response) => {
-                if let Err(e) = send_frame(wr.as_ref(), &response).await {
-                    return End::Io(e);
+            Outcome::Respond(response) => match send_frame(wr.as_ref(), &response, idle).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return End::Stalled("a response the client does not read")
                 }
-            }
+                Err(e) => return End::Io(e),
+            },
             Outcome::Silent => {}
             Outcome::Close(reason) => return End::Protocol(reason),
         }

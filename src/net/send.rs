@@ -6,6 +6,7 @@
 //! Owns the socket writes of a response. Never encodes or reads a file itself.
 
 use std::io;
+use std::time::Duration;
 
 use rustix::net::SendFlags;
 use tokio::io::Interest;
@@ -13,7 +14,13 @@ use tokio::net::TcpStream;
 
 use crate::protocol::response::{Chunk, ResponseFrame};
 
-pub async fn send_frame(sock: &TcpStream, frame: &ResponseFrame) -> io::Result<()> {
+/// Fails with `TimedOut` when the socket takes no bytes for `stall` (a client that stopped
+/// reading), so a stuck client holds its connection no longer than an idle one.
+pub async fn send_frame(
+    sock: &TcpStream,
+    frame: &ResponseFrame,
+    stall: Duration,
+) -> io::Result<()> {
     let last = frame.chunks.len().saturating_sub(1);
     for (i, chunk) in frame.chunks.iter().enumerate() {
         let flags = if i < last {
@@ -25,8 +32,10 @@ pub async fn send_frame(sock: &TcpStream, frame: &ResponseFrame) -> io::Result<(
             Chunk::Bytes(bytes) => {
                 let mut done = 0;
                 while done < bytes.len() {
-                    done +=
-                        write_with(sock, || rustix::net::send(sock, &bytes[done..], flags)).await?;
+                    done += write_with(sock, stall, || {
+                        rustix::net::send(sock, &bytes[done..], flags)
+                    })
+                    .await?;
                 }
             }
             Chunk::File(slice) => {
@@ -34,7 +43,7 @@ pub async fn send_frame(sock: &TcpStream, frame: &ResponseFrame) -> io::Result<(
                 let end = position + slice.len() as u64;
                 while position < end {
                     let want = (end - position) as usize;
-                    let sent = write_with(sock, || {
+                    let sent = write_with(sock, stall, || {
                         rustix::fs::sendfile(sock, slice.file(), Some(&mut position), want)
                     })
                     .await?;
@@ -56,10 +65,13 @@ pub async fn send_frame(sock: &TcpStream, frame: &ResponseFrame) -> io::Result<(
 /// Runs one non-blocking write when the socket is writable, waiting again on EAGAIN.
 async fn write_with(
     sock: &TcpStream,
+    stall: Duration,
     mut op: impl FnMut() -> rustix::io::Result<usize>,
 ) -> io::Result<usize> {
     loop {
-        sock.writable().await?;
+        tokio::time::timeout(stall, sock.writable())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client reads nothing"))??;
         match sock.try_io(Interest::WRITABLE, || op().map_err(io::Error::from)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return other,
