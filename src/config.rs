@@ -51,6 +51,9 @@ pub struct Config {
     pub max_broker_partitions: u32,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
+    /// `queued.max.request.bytes`: request bytes held in memory at once, across connections;
+    /// None (-1): unbounded.
+    pub queued_max_request_bytes: Option<u64>,
     /// `metrics.listeners`: where `/metrics` and `/health` are served (host:port), None when
     /// set empty.
     pub metrics_listener: Option<String>,
@@ -247,6 +250,7 @@ impl Default for Config {
             max_connection_creation_rate: i32::MAX as u32,
             max_broker_partitions: DEFAULT_MAX_BROKER_PARTITIONS,
             connections_max_idle_ms: 600_000,
+            queued_max_request_bytes: Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES),
             metrics_listener: Some(DEFAULT_METRICS_LISTENER.to_string()),
             retention_check_interval_ms: 300_000,
             checkpoint_interval_ms: 60_000,
@@ -288,6 +292,8 @@ pub const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9644";
 /// `max.broker.partitions` by default: measured to fit the 2-core, default-limits machine the
 /// README's figures come from with room to spare (see its Performance section).
 pub const DEFAULT_MAX_BROKER_PARTITIONS: u32 = 100_000;
+/// Runnel bounds what Kafka leaves unbounded by default (-1): 512 MiB of requests in memory.
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: u64 = 512 * 1024 * 1024;
 
 /// `http://host:port` (the scheme may be left out); empty turns the endpoint off.
 fn parse_metrics_listener(v: &str) -> anyhow::Result<Option<String>> {
@@ -387,6 +393,14 @@ impl Config {
                 self.max_connection_creation_rate = parse_num(key, v)?
             }
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(key, v)?,
+            "queued.max.request.bytes" => {
+                let n: i64 = parse_num(key, v)?;
+                self.queued_max_request_bytes = match n {
+                    -1 => None,
+                    n if n > 0 => Some(n as u64),
+                    _ => bail!("invalid value {v:?} for {key}: -1 (unbounded) or a positive size"),
+                }
+            }
             "max.broker.partitions" => self.max_broker_partitions = parse_num(key, v)?,
             "metrics.listeners" => self.metrics_listener = parse_metrics_listener(v)?,
             "log.retention.check.interval.ms" => {
@@ -916,7 +930,14 @@ impl Config {
                 "connections.max.idle.ms",
                 self.connections_max_idle_ms.to_string(),
                 Long,
-                "Idle connections are closed after this long.",
+                "Connections idle, or stalled mid-request or mid-response, are closed after this long.",
+            ),
+            (
+                "queued.max.request.bytes",
+                self.queued_max_request_bytes
+                    .map_or_else(|| "-1".to_string(), |n| n.to_string()),
+                Long,
+                "Request bytes held in memory at once across connections; past it, connections wait before reading their next request. -1: unbounded.",
             ),
             (
                 "metrics.listeners",

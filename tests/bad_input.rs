@@ -539,3 +539,55 @@ fn stalled_clients_are_closed_after_connections_max_idle_ms() {
         "closed before every answer was sent ({received} bytes)"
     );
 }
+
+/// `queued.max.request.bytes` through real sockets: a client that declares a 900 KB request
+/// and sends a little of it holds 900 KB of a 1 MiB budget, so another client's 800 KB produce
+/// is not read until the first is closed (connections.max.idle.ms), while small requests are
+/// answered at once; then the produce succeeds.
+#[test]
+fn queued_request_bytes_hold_back_large_requests_not_the_broker() {
+    let broker = BrokerProcess::start(&[
+        "--set",
+        "queued.max.request.bytes=1048576",
+        "--set",
+        "connections.max.idle.ms=2000",
+    ]);
+    let mut s = connect(&broker.addr);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("queued")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create))
+        .expect("write");
+    read_frame(&mut s).expect("create response");
+
+    let mut hog = connect(&broker.addr);
+    let mut declared = 900_000i32.to_be_bytes().to_vec();
+    declared.extend_from_slice(&[0u8; 1000]);
+    hog.write_all(&declared).expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let producer = std::thread::spawn({
+        let addr = broker.addr.clone();
+        move || {
+            let mut p = connect(&addr);
+            let batch = common::batches::batch_from(common::batches::PLAIN, 1, 1, 800_000);
+            (produce(&mut p, "queued", batch), started.elapsed())
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    api_versions_ok(&broker.addr);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "a small request is answered while the large one waits"
+    );
+    let (code, waited) = producer.join().expect("producer");
+    assert_eq!(code, 0);
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the produce waited for the budget: {waited:?}"
+    );
+    assert!(closed(&mut hog));
+}

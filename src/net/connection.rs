@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::metrics;
 use crate::net::framing::{self, FrameError};
+use crate::net::limits::QueuedRequestBytes;
 use crate::net::send::send_frame;
 use crate::protocol::dispatch::{self, Outcome, RequestContext};
 
@@ -36,6 +37,7 @@ pub async fn serve(
     stream: TcpStream,
     broker: Arc<Broker>,
     listener: Arc<str>,
+    queued: Arc<QueuedRequestBytes>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
@@ -49,7 +51,7 @@ pub async fn serve(
     let counted = broker.metrics.listener(&listener);
     counted.created.fetch_add(1, Relaxed);
     counted.connections.fetch_add(1, Relaxed);
-    let end = run(stream, &broker, &ctx, &mut shutdown).await;
+    let end = run(stream, &broker, &ctx, &queued, &mut shutdown).await;
     counted.connections.fetch_sub(1, Relaxed);
     match end {
         End::Oversized(size) => {
@@ -128,6 +130,7 @@ async fn run(
     stream: TcpStream,
     broker: &Broker,
     ctx: &RequestContext<'_>,
+    queued: &QueuedRequestBytes,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
     let (mut rd, wr) = stream.into_split();
@@ -149,8 +152,25 @@ async fn run(
         };
         // Kafka's idle timer counts any socket without progress: a frame begun and never
         // finished must not hold its connection (and buffer) forever.
-        let frame = match started {
-            Ok(()) => match tokio::time::timeout(idle, framing::read_frame(&mut rd, &mut buf, max))
+        let size = match started {
+            Ok(()) => match tokio::time::timeout(idle, framing::fill(&mut rd, &mut buf, 4)).await {
+                Ok(r) => r.map(|()| framing::declared_size(&buf)),
+                Err(_) => return End::Stalled("a request sent in part"),
+            },
+            Err(e) => Err(e),
+        };
+        let size = match size {
+            Ok(size) if size < 0 || size as usize > max => return End::Oversized(size.into()),
+            Ok(size) => Ok(size as usize),
+            Err(e) => Err(e),
+        };
+        // Held until the request is answered.
+        let _queued = match &size {
+            Ok(size) => queued.reserve(*size).await,
+            Err(_) => None,
+        };
+        let frame = match size {
+            Ok(_) => match tokio::time::timeout(idle, framing::read_frame(&mut rd, &mut buf, max))
                 .await
             {
                 Ok(r) => r,

@@ -45,13 +45,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<Bytes, FrameError> {
     fill(rd, buf, 4).await?;
-    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let size = declared_size(buf);
     if size < 0 || size as usize > max {
         return Err(FrameError::Oversized(i64::from(size)));
     }
     fill(rd, buf, 4 + size as usize).await?;
     buf.advance(4);
     Ok(buf.split_to(size as usize).freeze())
+}
+
+/// The size the frame at the start of `buf` declares (`buf` holds at least 4 bytes).
+pub fn declared_size(buf: &[u8]) -> i32 {
+    i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]])
 }
 
 /// A buffer for `read_frame`; `release` lets go of one grown past `KEEP` by a large frame.

@@ -1,14 +1,18 @@
 //! Connection budgets, with Kafka's names and behaviour: `max.connections.per.ip` (and its
 //! overrides) closes a connection from an address that already has its share, and
 //! `max.connection.creation.rate` makes a listener wait before accepting once new connections
-//! come faster than the rate (Kafka's acceptor throttles the same way).
+//! come faster than the rate (Kafka's acceptor throttles the same way); and
+//! `queued.max.request.bytes` bounds the request bytes held in memory across connections.
 //!
 //! Never reads or writes a connection's bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// Open connections per client address.
 pub struct PerIp {
@@ -98,6 +102,34 @@ impl CreationRate {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn queued_bytes_wait_for_room_without_holding_back_small_requests() {
+        let budget = QueuedRequestBytes::new(Some(1000));
+        let quick = Duration::from_millis(50);
+        let big = budget.reserve(900).await.expect("bounded");
+        let waiting = budget.reserve(500);
+        tokio::pin!(waiting);
+        assert!(tokio::time::timeout(quick, &mut waiting).await.is_err());
+        let small = tokio::time::timeout(quick, budget.reserve(50))
+            .await
+            .expect("a small request fits beside the big one");
+        drop(big);
+        let second = tokio::time::timeout(quick, &mut waiting)
+            .await
+            .expect("room once the first is answered");
+        drop((small, second));
+        // A frame beyond the whole budget takes all of it, once all of it is free.
+        let whole = budget.reserve(5000).await.expect("bounded");
+        assert!(tokio::time::timeout(quick, budget.reserve(1))
+            .await
+            .is_err());
+        drop(whole);
+        assert!(QueuedRequestBytes::new(None)
+            .reserve(1 << 30)
+            .await
+            .is_none());
+    }
+
     #[test]
     fn per_ip_counts_come_back_when_connections_close() {
         let local: IpAddr = [127, 0, 0, 1].into();
@@ -124,5 +156,69 @@ mod tests {
         // The 11th onwards wait about 0.1 s more each (no time passes here).
         assert!((waits[10].as_secs_f64() - 0.1).abs() < 0.01, "{waits:?}");
         assert!((waits[14].as_secs_f64() - 0.5).abs() < 0.01, "{waits:?}");
+    }
+}
+
+/// `queued.max.request.bytes`: request bytes in memory at once, across all connections. A
+/// connection takes its next request's share before reading its body and gives it back once
+/// the request is answered; while the budget has no room for it, the connection waits unread
+/// (Kafka mutes it the same way). Small requests are not held behind a large one waiting for
+/// room (Kafka's memory pool is not a queue either). A frame larger than the whole budget
+/// waits until it has all of it.
+pub struct QueuedRequestBytes {
+    limit: Option<u64>,
+    budget: Arc<RequestBudget>,
+}
+
+#[derive(Default)]
+struct RequestBudget {
+    used: AtomicU64,
+    freed: Notify,
+}
+
+/// One request's share of the budget, given back when dropped.
+pub struct QueuedRequest {
+    budget: Arc<RequestBudget>,
+    bytes: u64,
+}
+
+impl Drop for QueuedRequest {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.budget.freed.notify_waiters();
+    }
+}
+
+impl QueuedRequestBytes {
+    pub fn new(limit: Option<u64>) -> Self {
+        Self {
+            limit,
+            budget: Arc::default(),
+        }
+    }
+
+    /// Waits until a request of `size` bytes fits; None when unbounded.
+    pub async fn reserve(&self, size: usize) -> Option<QueuedRequest> {
+        let limit = self.limit?;
+        let want = (size as u64).clamp(1, limit);
+        loop {
+            // Registered before looking, so a release in between is not missed.
+            let freed = self.budget.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let taken =
+                self.budget
+                    .used
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                        (used + want <= limit).then_some(used + want)
+                    });
+            if taken.is_ok() {
+                return Some(QueuedRequest {
+                    budget: self.budget.clone(),
+                    bytes: want,
+                });
+            }
+            freed.await;
+        }
     }
 }

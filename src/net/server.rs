@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::connection;
-use super::limits::{CreationRate, PerIp};
+use super::limits::{CreationRate, PerIp, QueuedRequestBytes};
 use crate::broker::Broker;
 
 /// How long shutdown waits for open connections to finish their current request.
@@ -32,6 +32,9 @@ pub async fn run(
         broker.config.max_connections_per_ip,
         broker.config.max_connections_per_ip_overrides.clone(),
     );
+    let queued = Arc::new(QueuedRequestBytes::new(
+        broker.config.queued_max_request_bytes,
+    ));
     let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(group_timers(broker.clone(), stop_rx.clone()));
     tokio::spawn(crate::metrics::tick(broker.clone(), stop_rx.clone()));
@@ -46,6 +49,7 @@ pub async fn run(
                     slots: slots.clone(),
                     per_ip: per_ip.clone(),
                     rate: CreationRate::new(broker.config.max_connection_creation_rate),
+                    queued: queued.clone(),
                 },
                 stop_rx.clone(),
             ))
@@ -75,6 +79,8 @@ struct Budgets {
     slots: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     rate: CreationRate,
+    /// `queued.max.request.bytes`, shared by every connection of every listener.
+    queued: Arc<QueuedRequestBytes>,
 }
 
 /// Accepts connections on one listener until stopped.
@@ -116,8 +122,9 @@ async fn accept(
         let broker = broker.clone();
         let stop = stop.clone();
         let name = name.clone();
+        let queued = budgets.queued.clone();
         tokio::spawn(async move {
-            connection::serve(stream, broker, name, stop).await;
+            connection::serve(stream, broker, name, queued, stop).await;
             drop((permit, ip_slot));
         });
     }
