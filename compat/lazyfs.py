@@ -1,0 +1,167 @@
+"""A FUSE file system for power-cut tests: a pass-through to a backing directory in which file
+contents written since the file's last fsync live only in this process's memory. Killing the
+process (then unmounting) is a power cut: everything not fsynced is gone, as the page cache
+would be, while fsynced data is on the backing directory. Names (create, mkdir, rename,
+unlink) reach the backing directory at once, as a journaling file system makes them durable
+before data it has not been told to sync.
+
+Usage: python3 lazyfs.py BACKING MOUNTPOINT (runs in the foreground until killed).
+Needs /dev/fuse, libfuse2 and fusepy; a test harness, not a product.
+"""
+
+import errno
+import os
+import sys
+import threading
+
+from fuse import FUSE, FuseOSError, Operations
+
+
+class Shadow:
+    """A file's contents since its last fsync."""
+
+    def __init__(self, data):
+        self.data = bytearray(data)
+
+
+class LazyFS(Operations):
+    def __init__(self, root):
+        self.root = os.path.realpath(root)
+        self.shadows = {}
+        self.mutex = threading.RLock()
+
+    def _full(self, path):
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def _shadow(self, path):
+        """The file's shadow, made from its backing contents on the first unsynced change."""
+        s = self.shadows.get(path)
+        if s is None:
+            with open(self._full(path), "rb") as f:
+                s = Shadow(f.read())
+            self.shadows[path] = s
+        return s
+
+    # ----- names: straight to the backing directory -----
+
+    def getattr(self, path, fh=None):
+        with self.mutex:
+            try:
+                st = os.lstat(self._full(path))
+            except OSError as e:
+                raise FuseOSError(e.errno)
+            attrs = {k: getattr(st, k) for k in (
+                "st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size",
+                "st_uid", "st_blocks")}
+            s = self.shadows.get(path)
+            if s is not None:
+                attrs["st_size"] = len(s.data)
+            return attrs
+
+    def readdir(self, path, fh):
+        return [".", ".."] + os.listdir(self._full(path))
+
+    def access(self, path, mode):
+        if not os.access(self._full(path), mode):
+            raise FuseOSError(errno.EACCES)
+
+    def mkdir(self, path, mode):
+        os.mkdir(self._full(path), mode)
+
+    def rmdir(self, path):
+        os.rmdir(self._full(path))
+
+    def unlink(self, path):
+        with self.mutex:
+            os.unlink(self._full(path))
+            self.shadows.pop(path, None)
+
+    def rename(self, old, new):
+        with self.mutex:
+            os.rename(self._full(old), self._full(new))
+            self.shadows.pop(new, None)
+            prefix = old.rstrip("/") + "/"
+            for p in [p for p in self.shadows if p == old or p.startswith(prefix)]:
+                self.shadows[new + p[len(old):]] = self.shadows.pop(p)
+
+    def chmod(self, path, mode):
+        os.chmod(self._full(path), mode)
+
+    def chown(self, path, uid, gid):
+        os.chown(self._full(path), uid, gid)
+
+    def utimens(self, path, times=None):
+        os.utime(self._full(path), times)
+
+    def statfs(self, path):
+        st = os.statvfs(self._full(path))
+        return {k: getattr(st, k) for k in (
+            "f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree", "f_files",
+            "f_flag", "f_frsize", "f_namemax")}
+
+    # ----- contents: in memory until fsync -----
+
+    def create(self, path, mode, fi=None):
+        with self.mutex:
+            fd = os.open(self._full(path), os.O_CREAT | os.O_RDWR, mode)
+            os.close(fd)
+            return 0
+
+    def open(self, path, flags):
+        with self.mutex:
+            if flags & os.O_TRUNC:
+                self._shadow(path).data.clear()
+            return 0
+
+    def read(self, path, size, offset, fh):
+        with self.mutex:
+            s = self.shadows.get(path)
+            if s is not None:
+                return bytes(s.data[offset:offset + size])
+            with open(self._full(path), "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+
+    def write(self, path, data, offset, fh):
+        with self.mutex:
+            s = self._shadow(path)
+            if offset > len(s.data):
+                s.data.extend(b"\0" * (offset - len(s.data)))
+            s.data[offset:offset + len(data)] = data
+            return len(data)
+
+    def truncate(self, path, length, fh=None):
+        with self.mutex:
+            s = self._shadow(path)
+            if length < len(s.data):
+                del s.data[length:]
+            else:
+                s.data.extend(b"\0" * (length - len(s.data)))
+
+    def fsync(self, path, datasync, fh):
+        with self.mutex:
+            s = self.shadows.pop(path, None)
+            if s is None:
+                return 0
+            fd = os.open(self._full(path), os.O_WRONLY)
+            try:
+                os.ftruncate(fd, len(s.data))
+                os.pwrite(fd, bytes(s.data), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return 0
+
+    def fsyncdir(self, path, datasync, fh):
+        return 0
+
+    def flush(self, path, fh):
+        return 0
+
+    def release(self, path, fh):
+        return 0
+
+
+if __name__ == "__main__":
+    backing, mountpoint = sys.argv[1], sys.argv[2]
+    FUSE(LazyFS(backing), mountpoint, foreground=True, nothreads=False, allow_other=False)
