@@ -5,6 +5,9 @@ would be, while fsynced data is on the backing directory. Names (create, mkdir, 
 unlink) reach the backing directory at once, as a journaling file system makes them durable
 before data it has not been told to sync.
 
+While BACKING/.fail-fsync exists, fsync fails with EIO and drops the unsynced data, as Linux
+may after a failed writeback.
+
 Usage: python3 lazyfs.py BACKING MOUNTPOINT (runs in the foreground until killed).
 Needs /dev/fuse, libfuse2 and fusepy; a test harness, not a product.
 """
@@ -15,6 +18,10 @@ import sys
 import threading
 
 from fuse import FUSE, FuseOSError, Operations
+
+
+# While a file of this name exists in the backing directory, every fsync fails with EIO.
+FAIL_FSYNC = ".fail-fsync"
 
 
 class Shadow:
@@ -141,6 +148,10 @@ class LazyFS(Operations):
     def fsync(self, path, datasync, fh):
         with self.mutex:
             s = self.shadows.pop(path, None)
+            if os.path.exists(os.path.join(self.root, FAIL_FSYNC)):
+                # As Linux may after a failed writeback: the error is reported once and the
+                # unsynced data is gone.
+                raise FuseOSError(errno.EIO)
             if s is None:
                 return 0
             fd = os.open(self._full(path), os.O_WRONLY)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from conftest import BIN, FAST_GROUPS, free_port
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -157,6 +157,61 @@ def test_power_cuts_lose_nothing_acknowledged_with_durable_acks():
             for p, vs in stored.items():
                 assert vs == sorted(vs), f"seed {seed}: partition {p} out of order"
             assert len(acked) == sent and committed, f"seed {seed}: no progress"
+        finally:
+            broker.kill9()
+            fs.stop()
+
+
+def test_an_fsync_error_takes_the_log_directory_offline():
+    """Kafka's answer to a failed fsync: the data may be gone, so the directory goes offline
+    and nothing more is acknowledged from it, even once fsync works again; a restart serves
+    everything acknowledged before."""
+    with tempfile.TemporaryDirectory() as tmp:
+        backing, mnt = os.path.join(tmp, "disk"), os.path.join(tmp, "mnt")
+        os.makedirs(backing)
+        os.makedirs(mnt)
+        fs = LazyMount(backing, mnt)
+        broker = DurableBroker(os.path.join(mnt, "data"), free_port())
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(timeout=30)
+            del admin
+            no_retries = {"bootstrap.servers": broker.bootstrap, "acks": "all",
+                          "enable.idempotence": False, "retries": 0}
+
+            def produce(values):
+                p = Producer(no_retries)
+                outcome = {}
+                for v in values:
+                    p.produce(TOPIC, value=v, partition=0,
+                              on_delivery=lambda err, msg, v=v: outcome.__setitem__(v, err))
+                assert p.flush(30) == 0
+                return outcome
+
+            before = [b"before-%d" % i for i in range(10)]
+            assert all(e is None for e in produce(before).values())
+            trigger = os.path.join(backing, ".fail-fsync")
+            open(trigger, "w").close()
+            failed = produce([b"while-failing"])[b"while-failing"]
+            assert failed is not None and failed.code() == KafkaError.KAFKA_STORAGE_ERROR
+            os.remove(trigger)
+            still = produce([b"after-failing"])[b"after-failing"]
+            assert still is not None and still.code() == KafkaError.KAFKA_STORAGE_ERROR, (
+                "an offline directory stays offline until a restart")
+
+            broker.kill9()
+            broker.start()
+            c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "check",
+                          "enable.auto.commit": False})
+            c.assign([TopicPartition(TOPIC, 0, 0)])
+            got, deadline = [], time.monotonic() + 30
+            while len(got) < len(before) and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and not m.error():
+                    got.append(m.value())
+            c.close()
+            assert got[:len(before)] == before
+            assert all(e is None for e in produce([b"after-restart"]).values())
         finally:
             broker.kill9()
             fs.stop()

@@ -209,6 +209,25 @@ fn bad_batches_get_kafka_error_codes() {
         0,
         "and the connection still works"
     );
+    // Found by the wire fuzzer: a producer may send any base offset (the log stamps its own,
+    // outside the CRC); i64::MAX made the broker's hot-key sampling overflow and panic.
+    let mut far = batch(3);
+    far[..8].copy_from_slice(&i64::MAX.to_be_bytes());
+    assert_eq!(
+        produce(&mut s, "t", far),
+        0,
+        "stored at the log's own offsets"
+    );
+    // Timestamps are the producer's too: the most distant past and future, one after the other
+    // (the roll check subtracts the segment's first from the incoming).
+    for ts in [i64::MIN, i64::MAX, i64::MIN] {
+        let mut odd = batch(2);
+        odd[35..43].copy_from_slice(&ts.to_be_bytes());
+        let crc = crc32c::crc32c(&odd[21..]);
+        odd[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(produce(&mut s, "t", odd), 0, "max timestamp {ts}");
+    }
+    api_versions_ok(&broker.addr);
 }
 
 /// One record of `value_len` zero bytes under key "k", zstd-compressed: a few KiB on the wire.

@@ -96,11 +96,14 @@ impl BatchHeader {
     pub fn total_len(&self) -> usize {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
     }
+    /// Saturating: a producer's batch carries whatever base offset it was given until the log
+    /// stamps it.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     pub fn compression(&self) -> i16 {
         self.attributes & COMPRESSION_MASK

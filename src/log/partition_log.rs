@@ -441,7 +441,10 @@ impl PartitionLog {
         }
         let too_big = active.size() + incoming.bytes > config.segment_bytes;
         let too_old = active.first_timestamp() >= 0
-            && incoming.max_timestamp - active.first_timestamp() > config.max_segment_ms();
+            && incoming
+                .max_timestamp
+                .saturating_sub(active.first_timestamp())
+                > config.max_segment_ms();
         let offsets_overflow = incoming.last_offset - active.base_offset() > i64::from(i32::MAX);
         if !(too_big || too_old || offsets_overflow || active.index_is_full()) {
             return Ok(active);
@@ -720,8 +723,8 @@ impl PartitionLog {
         let mut total: i64 = segments.iter().map(|s| s.size() as i64).sum();
         let mut doomed = 0usize;
         for seg in sealed {
-            let expired =
-                config.retention_ms >= 0 && now - seg.max_timestamp() > config.retention_ms;
+            let expired = config.retention_ms >= 0
+                && now.saturating_sub(seg.max_timestamp()) > config.retention_ms;
             let oversize =
                 config.retention_bytes >= 0 && total - seg.size() as i64 >= config.retention_bytes;
             if !(expired || oversize) {

@@ -140,7 +140,8 @@ pub fn parse(plain: &[u8], h: &BatchHeader) -> Result<Vec<Record>, LogError> {
             range: start..end,
             after_timestamp,
             attributes,
-            offset: h.base_offset + i64::from(offset_delta),
+            // Saturating: the batch may be a producer's, whose base offset is not yet stamped.
+            offset: h.base_offset.saturating_add(i64::from(offset_delta)),
             timestamp: h.base_timestamp.saturating_add(timestamp_delta),
             key,
             tombstone: value.is_none(),
@@ -159,7 +160,7 @@ pub fn parse(plain: &[u8], h: &BatchHeader) -> Result<Vec<Record>, LogError> {
 pub fn write_rebased(out: &mut Vec<u8>, plain: &[u8], r: &Record, base_timestamp: i64) {
     let mut body = Vec::with_capacity(r.range.len() + 8);
     body.push(r.attributes);
-    put_varlong(&mut body, r.timestamp - base_timestamp);
+    put_varlong(&mut body, r.timestamp.saturating_sub(base_timestamp));
     body.extend_from_slice(&plain[r.after_timestamp..r.range.end]);
     put_varlong(out, body.len() as i64);
     out.extend_from_slice(&body);
@@ -208,6 +209,22 @@ mod tests {
                 7
             );
         }
+    }
+
+    /// Found by the wire fuzzer: a producer's batch (not yet stamped) with a base offset of
+    /// i64::MAX overflowed when its records were sampled for hot keys.
+    #[test]
+    fn unstamped_extreme_offsets_and_timestamps_do_not_overflow() {
+        let mut b = test_batches::batch(3, 5_000, 10);
+        batch::stamp(&mut b, i64::MAX, 0);
+        let h = BatchHeader::parse(&b).expect("header");
+        assert_eq!(h.next_offset(), i64::MAX);
+        let p = plain(&b, &h, codec::MAX_DECOMPRESSED_BATCH).expect("plain");
+        let records = parse(&p, &h).expect("parses");
+        assert!(records.iter().all(|r| r.offset == i64::MAX));
+        let mut out = Vec::new();
+        write_rebased(&mut out, &p, &records[0], i64::MIN);
+        write_rebased(&mut out, &p, &records[0], i64::MAX);
     }
 
     #[test]
