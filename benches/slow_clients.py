@@ -9,7 +9,8 @@ stuck consumer are present.
    pipelined on one connection whose answers it never reads.
 3. The same again after they are gone. Broker RSS is printed at each stage.
 
-Usage: benches/slow_clients.py [--bin target/release/runnel] [--idle 1000] [--seconds 15]
+Usage: benches/slow_clients.py [--bin target/release/runnel] [--idle 1000] [--seconds 30]
+(shorter stages leave p99 to this VM's noise: 10-15 s stages moved it 0.2-0.7 ms in every stage)
 Every wait is bounded; the broker is stopped at the end."""
 
 import argparse
@@ -69,7 +70,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/runnel")
     ap.add_argument("--idle", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--stuck", type=int, default=1, help="stuck consumers")
     args = ap.parse_args()
