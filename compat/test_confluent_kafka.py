@@ -95,3 +95,35 @@ def test_idempotent_producer(broker, topic_name):
     for part in (0, 1):
         values = [int(m.value()) for m in got if m.partition() == part]
         assert values == list(range(part, 1000, 2))
+
+
+def test_retention_and_checkpoints_run_on_their_timers(tmp_path):
+    """The broker's maintenance runs by itself: with a short check interval, time retention
+    removes rolled segments of a topic with retention.ms=1000 (the log start moves) while the
+    broker stays idle, and a restart after kill -9 finds the same log start."""
+    from conftest import Broker
+    b = Broker(str(tmp_path / "data"), ["--set", "log.retention.check.interval.ms=300",
+                                        "--set", "log.flush.offset.checkpoint.interval.ms=300"])
+    try:
+        create(b, "expiring", config={"retention.ms": "1000", "segment.bytes": "2048"})
+        p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
+        for i in range(40):
+            p.produce("expiring", value=b"%03d" % i + b"." * 200, partition=0)
+            p.flush(TIMEOUT)
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
+        tp = TopicPartition("expiring", 0)
+        low, high = c.get_watermark_offsets(tp, timeout=TIMEOUT)
+        assert (low, high) == (0, 40)
+        deadline = time.time() + 20
+        while low == 0 and time.time() < deadline:
+            time.sleep(0.2)
+            low, _ = c.get_watermark_offsets(tp, timeout=TIMEOUT)
+        c.close()
+        assert 0 < low < 40, "rolled segments expired; the active one stays"
+        time.sleep(1)  # a checkpoint pass after the deletion
+        b.kill9_and_restart()
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
+        assert c.get_watermark_offsets(tp, timeout=TIMEOUT) == (low, 40)
+        c.close()
+    finally:
+        b.stop()

@@ -1,11 +1,12 @@
 //! The listeners: each accepts connections (`max.connections` counts them all, and each
-//! connection knows its listener's name); this also runs the periodic maintenance
-//! (flush.ms, retention, checkpoints; the log cleaner runs on its own threads) and the group timers,
-//! and on shutdown stops accepting, lets connections end, and closes the log cleanly.
+//! connection knows its listener's name); this also runs the periodic maintenance on a thread
+//! of its own (flush.ms, retention, checkpoints; the log cleaner runs on its own threads) and
+//! the group timers, and on shutdown stops accepting, lets connections end, and closes the
+//! log cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -35,7 +36,7 @@ pub async fn run(
     let queued = Arc::new(QueuedRequestBytes::new(
         broker.config.queued_max_request_bytes,
     ));
-    let maintenance = tokio::spawn(maintain(broker.clone(), stop_rx.clone()));
+    let maintenance = spawn_maintenance(broker.clone(), stop_rx.clone())?;
     let group_timers = tokio::spawn(group_timers(broker.clone(), stop_rx.clone()));
     tokio::spawn(crate::metrics::tick(broker.clone(), stop_rx.clone()));
     let accepting: Vec<_> = listeners
@@ -66,7 +67,11 @@ pub async fn run(
     let _ = group_timers.await;
     let total = broker.config.max_connections.max(1) as u32;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(total)).await;
-    let _ = maintenance.await;
+    // Waited for without blocking the runtime: the thread sees the stop within a tick.
+    while !maintenance.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = maintenance.join();
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await??;
     tracing::info!("clean shutdown complete");
@@ -130,27 +135,40 @@ async fn accept(
     }
 }
 
-async fn maintain(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+/// Starts the maintenance thread: flush.ms, retention and checkpoints, every tick until
+/// stopped. A thread of its own, started once, rather than a blocking task per tick: the
+/// blocking pool spawns a thread whenever none is idle, and tokio panics when the OS refuses
+/// one. A pass that panics is logged and the next tick runs as usual.
+fn spawn_maintenance(
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let retention_every = Duration::from_millis(broker.config.retention_check_interval_ms.max(1));
     let checkpoint_every = Duration::from_millis(broker.config.checkpoint_interval_ms.max(1));
-    let mut last_retention = tokio::time::Instant::now();
-    let mut last_checkpoint = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
-            _ = stop.changed() => return,
-        }
-        let now = tokio::time::Instant::now();
-        let retention = now - last_retention >= retention_every;
-        if retention {
-            last_retention = now;
-        }
-        if retention || now - last_checkpoint >= checkpoint_every || any_flush_ms(&broker) {
-            last_checkpoint = now;
-            let b = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || b.maintain(retention)).await;
-        }
-    }
+    std::thread::Builder::new()
+        .name("maintenance".into())
+        .spawn(move || {
+            let mut last_retention = Instant::now();
+            let mut last_checkpoint = Instant::now();
+            loop {
+                std::thread::sleep(MAINTENANCE_TICK);
+                if *stop.borrow() {
+                    return;
+                }
+                let now = Instant::now();
+                let retention = now - last_retention >= retention_every;
+                if retention {
+                    last_retention = now;
+                }
+                if retention || now - last_checkpoint >= checkpoint_every || any_flush_ms(&broker) {
+                    last_checkpoint = now;
+                    let pass = std::panic::AssertUnwindSafe(|| broker.maintain(retention));
+                    if std::panic::catch_unwind(pass).is_err() {
+                        tracing::error!("a maintenance pass panicked; the next tick runs again");
+                    }
+                }
+            }
+        })
 }
 
 async fn group_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
