@@ -6,6 +6,7 @@ import pathlib
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -55,6 +56,38 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+
+def produce_values(bootstrap, topic, values, partition=0, **config):
+    """Produces `values` (bytes) to one partition through librdkafka; returns
+    {value: delivery error or None}."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, **config})
+    outcome = {}
+    for v in values:
+        p.produce(topic, value=v, partition=partition,
+                  on_delivery=lambda err, msg, v=v: outcome.__setitem__(v, err))
+        p.poll(0)
+    assert p.flush(60) == 0
+    return outcome
+
+
+def read_partition(bootstrap, topic, partition=0):
+    """Every value in one partition, up to its high watermark, in order."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader",
+                  "enable.auto.commit": False})
+    _, end = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=20)
+    c.assign([TopicPartition(topic, partition, 0)])
+    got, deadline = [], time.monotonic() + 60
+    while len(got) < end and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    return got
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import threading
 import time
 
 import pytest
-from conftest import FAST_GROUPS, Broker
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from conftest import FAST_GROUPS, Broker, produce_values, read_partition
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TOPIC = "filling"
@@ -45,32 +45,6 @@ def fill(path):
     raise AssertionError("the disk never filled")
 
 
-def produce(bootstrap, values, **config):
-    """Produces `values` to partition 0; returns {value: error or None}."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, **config})
-    outcome = {}
-    for v in values:
-        p.produce(TOPIC, value=v, partition=0,
-                  on_delivery=lambda err, msg, v=v: outcome.__setitem__(v, err))
-        p.poll(0)
-    assert p.flush(60) == 0
-    return outcome
-
-
-def read_all(bootstrap):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader",
-                  "enable.auto.commit": False})
-    c.assign([TopicPartition(TOPIC, 0, 0)])
-    _, end = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)
-    got, deadline = [], time.monotonic() + 30
-    while len(got) < end and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and not m.error():
-            got.append(m.value())
-    c.close()
-    return got
-
-
 def test_a_full_disk_refuses_produce_keeps_reads_and_recovers_by_itself(tmpfs):
     data = os.path.join(tmpfs, "data")
     broker = Broker(data, FAST_GROUPS)
@@ -83,14 +57,14 @@ def test_a_full_disk_refuses_produce_keeps_reads_and_recovers_by_itself(tmpfs):
         # Without retries, each refused record comes back with the broker's error.
         no_retries = {"acks": "all", "enable.idempotence": False, "retries": 0}
         values = [b"%d" % i + b"." * 4000 for i in range(64)]
-        outcome = produce(broker.bootstrap, values, **no_retries)
+        outcome = produce_values(broker.bootstrap, TOPIC, values, **no_retries)
         refused = [v for v, err in outcome.items() if err is not None]
         acked = [v for v in values if outcome[v] is None]
         assert refused, "some records must be refused on a full disk"
         assert {outcome[v].code() for v in refused} == {KafkaError.KAFKA_STORAGE_ERROR}
 
         # Reads of everything acknowledged keep working, and the broker answers metadata.
-        assert read_all(broker.bootstrap) == acked
+        assert read_partition(broker.bootstrap, TOPIC) == acked
         assert TOPIC in a.list_topics(timeout=10).topics
         # The metadata quorum shares the file system and writes on: a topic created now
         # either is created (its empty files need no space) or fails with
@@ -100,24 +74,24 @@ def test_a_full_disk_refuses_produce_keeps_reads_and_recovers_by_itself(tmpfs):
                 timeout=20)
         except Exception as e:
             assert e.args[0].code() == KafkaError.KAFKA_STORAGE_ERROR, e
-        assert read_all(broker.bootstrap) == acked
+        assert read_partition(broker.bootstrap, TOPIC) == acked
 
         # A producer with librdkafka's default retries keeps trying; space returns while it
         # does, and its records land with nothing lost, doubled or reordered.
         later = [b"later-%d" % i for i in range(20)]
         result = {}
         t = threading.Thread(target=lambda: result.update(
-            produce(broker.bootstrap, later, acks="all", **{"message.timeout.ms": 60000})))
+            produce_values(broker.bootstrap, TOPIC, later, acks="all", **{"message.timeout.ms": 60000})))
         t.start()
         time.sleep(3)
         os.remove(filler)
         t.join(90)
         assert result and all(err is None for err in result.values()), result
-        assert read_all(broker.bootstrap) == acked + later
+        assert read_partition(broker.bootstrap, TOPIC) == acked + later
 
         # Nothing was left corrupt: a restart serves exactly the same records.
         broker.stop()
         broker = Broker(data, FAST_GROUPS)
-        assert read_all(broker.bootstrap) == acked + later
+        assert read_partition(broker.bootstrap, TOPIC) == acked + later
     finally:
         broker.stop()

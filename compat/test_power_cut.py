@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import BIN, FAST_GROUPS, free_port
+from conftest import BIN, FAST_GROUPS, free_port, produce_values, read_partition
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -75,10 +75,10 @@ class DurableBroker:
         self.proc.wait()
 
 
-def test_power_cuts_lose_nothing_acknowledged_with_durable_acks():
-    rng = random.Random()
-    seed = rng.randrange(1 << 32)
-    rng.seed(seed)
+@pytest.fixture
+def durable():
+    """(lazyfs mount, its backing directory, a durable broker on it with TOPIC of 2
+    partitions)."""
     with tempfile.TemporaryDirectory() as tmp:
         backing, mnt = os.path.join(tmp, "disk"), os.path.join(tmp, "mnt")
         os.makedirs(backing)
@@ -89,129 +89,100 @@ def test_power_cuts_lose_nothing_acknowledged_with_durable_acks():
             admin = AdminClient({"bootstrap.servers": broker.bootstrap})
             admin.create_topics([NewTopic(TOPIC, 2, 1)])[TOPIC].result(timeout=30)
             del admin
-            client = {"bootstrap.servers": broker.bootstrap, "reconnect.backoff.ms": 20,
-                      "reconnect.backoff.max.ms": 300, "retry.backoff.ms": 20}
-            acked, failed = [], []
-
-            def delivered(err, msg):
-                (failed if err else acked).append(
-                    (msg.partition(), int(msg.value())) if not err else str(err))
-
-            producer = Producer({**client, "enable.idempotence": True,
-                                 "message.timeout.ms": 300000, "linger.ms": 2})
-            consumer = Consumer({**client, "group.id": "durable-group",
-                                 "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                 "session.timeout.ms": 6000})
-            consumer.subscribe([TOPIC])
-            committed = {}
-            sent = 0
-            for cycle in range(CYCLES):
-                until = time.monotonic() + rng.uniform(0.5, 2.5)
-                while time.monotonic() < until:
-                    producer.produce(TOPIC, value=str(sent).encode(), partition=sent % 2,
-                                     on_delivery=delivered)
-                    sent += 1
-                    producer.poll(0.005)
-                    m = consumer.poll(0.005)
-                    if m is not None and not m.error() and sent % 25 == 0:
-                        try:
-                            offsets = consumer.commit(asynchronous=False)
-                            for tp in offsets or []:
-                                committed[tp.partition] = max(committed.get(tp.partition, 0),
-                                                              tp.offset)
-                        except Exception:
-                            pass  # a commit the kill cut short: neither counted nor checked
-                broker.kill9()
-                fs.power_cut()
-                fs.start()
-                broker.start()
-            assert producer.flush(120) == 0, "every record resolved"
-            consumer.close()
-
-            check = Consumer({**client, "group.id": "durable-group",
-                              "enable.auto.commit": False})
-            now = check.committed([TopicPartition(TOPIC, p) for p in range(2)], timeout=20)
-            for tp in now:
-                assert tp.offset >= committed.get(tp.partition, 0), (
-                    f"seed {seed}: partition {tp.partition} committed offset went back from "
-                    f"{committed.get(tp.partition)} to {tp.offset}")
-            stored = {}
-            for p in range(2):
-                _, high = check.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=20)
-                check.assign([TopicPartition(TOPIC, p, 0)])
-                values, deadline = [], time.monotonic() + 60
-                while len(values) < high and time.monotonic() < deadline:
-                    m = check.poll(0.5)
-                    if m is not None and not m.error():
-                        values.append(int(m.value()))
-                stored[p] = values
-            check.close()
-            everything = [v for vs in stored.values() for v in vs]
-            lost = [(p, v) for p, v in acked if v not in set(stored[p])]
-            print(f"{CYCLES} power cuts: {sent} sent, {len(acked)} acknowledged, "
-                  f"{len(failed)} failed, {len(everything)} stored, {len(lost)} lost, "
-                  f"{len(everything) - len(set(everything))} duplicates; committed {committed}")
-            assert not failed, f"seed {seed}: {failed[:5]}"
-            assert not lost, f"seed {seed}: acknowledged but lost: {lost[:20]}"
-            assert len(everything) == len(set(everything)), f"seed {seed}: duplicates"
-            for p, vs in stored.items():
-                assert vs == sorted(vs), f"seed {seed}: partition {p} out of order"
-            assert len(acked) == sent and committed, f"seed {seed}: no progress"
+            yield fs, backing, broker
         finally:
             broker.kill9()
             fs.stop()
 
 
-def test_an_fsync_error_takes_the_log_directory_offline():
+def test_power_cuts_lose_nothing_acknowledged_with_durable_acks(durable):
+    fs, _, broker = durable
+    rng = random.Random()
+    seed = rng.randrange(1 << 32)
+    rng.seed(seed)
+    client = {"bootstrap.servers": broker.bootstrap, "reconnect.backoff.ms": 20,
+              "reconnect.backoff.max.ms": 300, "retry.backoff.ms": 20}
+    acked, failed = [], []
+
+    def delivered(err, msg):
+        (failed if err else acked).append(
+            (msg.partition(), int(msg.value())) if not err else str(err))
+
+    producer = Producer({**client, "enable.idempotence": True,
+                         "message.timeout.ms": 300000, "linger.ms": 2})
+    consumer = Consumer({**client, "group.id": "durable-group",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 6000})
+    consumer.subscribe([TOPIC])
+    committed = {}
+    sent = 0
+    for cycle in range(CYCLES):
+        until = time.monotonic() + rng.uniform(0.5, 2.5)
+        while time.monotonic() < until:
+            producer.produce(TOPIC, value=str(sent).encode(), partition=sent % 2,
+                             on_delivery=delivered)
+            sent += 1
+            producer.poll(0.005)
+            m = consumer.poll(0.005)
+            if m is not None and not m.error() and sent % 25 == 0:
+                try:
+                    offsets = consumer.commit(asynchronous=False)
+                    for tp in offsets or []:
+                        committed[tp.partition] = max(committed.get(tp.partition, 0),
+                                                      tp.offset)
+                except Exception:
+                    pass  # a commit the kill cut short: neither counted nor checked
+        broker.kill9()
+        fs.power_cut()
+        fs.start()
+        broker.start()
+    assert producer.flush(120) == 0, "every record resolved"
+    consumer.close()
+
+    check = Consumer({**client, "group.id": "durable-group", "enable.auto.commit": False})
+    now = check.committed([TopicPartition(TOPIC, p) for p in range(2)], timeout=20)
+    check.close()
+    for tp in now:
+        assert tp.offset >= committed.get(tp.partition, 0), (
+            f"seed {seed}: partition {tp.partition} committed offset went back from "
+            f"{committed.get(tp.partition)} to {tp.offset}")
+    stored = {p: [int(v) for v in read_partition(broker.bootstrap, TOPIC, p)]
+              for p in range(2)}
+    everything = [v for vs in stored.values() for v in vs]
+    lost = [(p, v) for p, v in acked if v not in set(stored[p])]
+    print(f"{CYCLES} power cuts: {sent} sent, {len(acked)} acknowledged, "
+          f"{len(failed)} failed, {len(everything)} stored, {len(lost)} lost, "
+          f"{len(everything) - len(set(everything))} duplicates; committed {committed}")
+    assert not failed, f"seed {seed}: {failed[:5]}"
+    assert not lost, f"seed {seed}: acknowledged but lost: {lost[:20]}"
+    assert len(everything) == len(set(everything)), f"seed {seed}: duplicates"
+    for p, vs in stored.items():
+        assert vs == sorted(vs), f"seed {seed}: partition {p} out of order"
+    assert len(acked) == sent and committed, f"seed {seed}: no progress"
+
+
+def test_an_fsync_error_takes_the_log_directory_offline(durable):
     """Kafka's answer to a failed fsync: the data may be gone, so the directory goes offline
     and nothing more is acknowledged from it, even once fsync works again; a restart serves
     everything acknowledged before."""
-    with tempfile.TemporaryDirectory() as tmp:
-        backing, mnt = os.path.join(tmp, "disk"), os.path.join(tmp, "mnt")
-        os.makedirs(backing)
-        os.makedirs(mnt)
-        fs = LazyMount(backing, mnt)
-        broker = DurableBroker(os.path.join(mnt, "data"), free_port())
-        try:
-            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-            admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(timeout=30)
-            del admin
-            no_retries = {"bootstrap.servers": broker.bootstrap, "acks": "all",
-                          "enable.idempotence": False, "retries": 0}
+    _, backing, broker = durable
+    no_retries = {"acks": "all", "enable.idempotence": False, "retries": 0}
 
-            def produce(values):
-                p = Producer(no_retries)
-                outcome = {}
-                for v in values:
-                    p.produce(TOPIC, value=v, partition=0,
-                              on_delivery=lambda err, msg, v=v: outcome.__setitem__(v, err))
-                assert p.flush(30) == 0
-                return outcome
+    def produce(values):
+        return produce_values(broker.bootstrap, TOPIC, values, **no_retries)
 
-            before = [b"before-%d" % i for i in range(10)]
-            assert all(e is None for e in produce(before).values())
-            trigger = os.path.join(backing, ".fail-fsync")
-            open(trigger, "w").close()
-            failed = produce([b"while-failing"])[b"while-failing"]
-            assert failed is not None and failed.code() == KafkaError.KAFKA_STORAGE_ERROR
-            os.remove(trigger)
-            still = produce([b"after-failing"])[b"after-failing"]
-            assert still is not None and still.code() == KafkaError.KAFKA_STORAGE_ERROR, (
-                "an offline directory stays offline until a restart")
+    before = [b"before-%d" % i for i in range(10)]
+    assert all(e is None for e in produce(before).values())
+    trigger = os.path.join(backing, ".fail-fsync")
+    open(trigger, "w").close()
+    failed = produce([b"while-failing"])[b"while-failing"]
+    assert failed is not None and failed.code() == KafkaError.KAFKA_STORAGE_ERROR
+    os.remove(trigger)
+    still = produce([b"after-failing"])[b"after-failing"]
+    assert still is not None and still.code() == KafkaError.KAFKA_STORAGE_ERROR, (
+        "an offline directory stays offline until a restart")
 
-            broker.kill9()
-            broker.start()
-            c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "check",
-                          "enable.auto.commit": False})
-            c.assign([TopicPartition(TOPIC, 0, 0)])
-            got, deadline = [], time.monotonic() + 30
-            while len(got) < len(before) and time.monotonic() < deadline:
-                m = c.poll(0.5)
-                if m is not None and not m.error():
-                    got.append(m.value())
-            c.close()
-            assert got[:len(before)] == before
-            assert all(e is None for e in produce([b"after-restart"]).values())
-        finally:
-            broker.kill9()
-            fs.stop()
+    broker.kill9()
+    broker.start()
+    assert read_partition(broker.bootstrap, TOPIC)[:len(before)] == before
+    assert all(e is None for e in produce([b"after-restart"]).values())

@@ -188,10 +188,15 @@ impl PartitionLog {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The log directory this partition's directory lives in.
+    fn log_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     fn check_dir(&self) -> Result<(), LogError> {
         if self.health.is_failed() {
             return Err(LogError::DirectoryFailed(
-                self.dir.parent().unwrap_or(&self.dir).display().to_string(),
+                self.log_dir().display().to_string(),
             ));
         }
         Ok(())
@@ -201,7 +206,7 @@ impl PartitionLog {
     /// except where `unless_full` is used.
     pub(super) fn fail_on_io<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
         if let Err(LogError::Io { .. } | LogError::NoSpace { .. }) = &r {
-            self.health.fail(self.dir.parent().unwrap_or(&self.dir));
+            self.health.fail(self.log_dir());
         }
         r
     }
@@ -212,8 +217,7 @@ impl PartitionLog {
     fn unless_full<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
         match r {
             Err(LogError::NoSpace { path }) => {
-                self.health
-                    .note_full(self.dir.parent().unwrap_or(&self.dir));
+                self.health.note_full(self.log_dir());
                 Err(LogError::NoSpace { path })
             }
             r => self.fail_on_io(r),
@@ -297,8 +301,7 @@ impl PartitionLog {
         writer.epochs.begin(leader_epoch, base_offset);
         let active = self.unless_full(self.maybe_roll(&config, incoming, &writer))?;
         self.unless_full(active.append(&records, &batches))?;
-        self.health
-            .note_written(self.dir.parent().unwrap_or(&self.dir));
+        self.health.note_written(self.log_dir());
         let now = now_ms();
         for (_, h) in &batches {
             writer.producers.update(h, now);
@@ -362,8 +365,7 @@ impl PartitionLog {
         }
         let active = self.unless_full(self.maybe_roll(&config, incoming, &writer))?;
         self.unless_full(active.append(&records[..end], &batches))?;
-        self.health
-            .note_written(self.dir.parent().unwrap_or(&self.dir));
+        self.health.note_written(self.log_dir());
         let now = now_ms();
         let mut messages = 0u64;
         for (_, h) in &batches {

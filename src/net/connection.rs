@@ -53,34 +53,15 @@ pub async fn serve(
     counted.connections.fetch_add(1, Relaxed);
     let end = run(stream, &broker, &ctx, &queued, &mut shutdown).await;
     counted.connections.fetch_sub(1, Relaxed);
-    match end {
-        End::Oversized(size) => {
-            if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
-                tracing::warn!(
-                    ?peer,
-                    size,
-                    suppressed,
-                    "frame size outside socket.request.max.bytes: connection closed"
-                )
-            }
-        }
-        End::Protocol(reason) => {
-            if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
-                tracing::warn!(?peer, %reason, suppressed, "bad request: connection closed")
-            }
-        }
-        End::Stalled(what) => {
-            if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
-                tracing::warn!(
-                    ?peer,
-                    what,
-                    suppressed,
-                    "no progress within connections.max.idle.ms: connection closed"
-                )
-            }
-        }
-        End::Io(error) => tracing::debug!(?peer, %error, "connection failed"),
-        end => tracing::debug!(?peer, ?end, "connection closed"),
+    let misbehaved = match &end {
+        End::Oversized(size) => format!("frame size {size} outside socket.request.max.bytes"),
+        End::Protocol(reason) => format!("bad request: {reason}"),
+        End::Stalled(what) => format!("no progress within connections.max.idle.ms on {what}"),
+        End::Io(error) => return tracing::debug!(?peer, %error, "connection failed"),
+        end => return tracing::debug!(?peer, ?end, "connection closed"),
+    };
+    if let Some(suppressed) = BAD_CLIENT_WARNINGS.admit() {
+        tracing::warn!(?peer, suppressed, "{misbehaved}: connection closed")
     }
 }
 
@@ -154,14 +135,9 @@ async fn run(
         // finished must not hold its connection (and buffer) forever.
         let size = match started {
             Ok(()) => match tokio::time::timeout(idle, framing::fill(&mut rd, &mut buf, 4)).await {
-                Ok(r) => r.map(|()| framing::declared_size(&buf)),
+                Ok(r) => r.and_then(|()| framing::checked_size(&buf, max)),
                 Err(_) => return End::Stalled("a request sent in part"),
             },
-            Err(e) => Err(e),
-        };
-        let size = match size {
-            Ok(size) if size < 0 || size as usize > max => return End::Oversized(size.into()),
-            Ok(size) => Ok(size as usize),
             Err(e) => Err(e),
         };
         // Held until the request is answered.
@@ -170,12 +146,13 @@ async fn run(
             Err(_) => None,
         };
         let frame = match size {
-            Ok(_) => match tokio::time::timeout(idle, framing::read_frame(&mut rd, &mut buf, max))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => return End::Stalled("a request sent in part"),
-            },
+            Ok(size) => {
+                match tokio::time::timeout(idle, framing::read_body(&mut rd, &mut buf, size)).await
+                {
+                    Ok(r) => r,
+                    Err(_) => return End::Stalled("a request sent in part"),
+                }
+            }
             Err(e) => Err(e),
         };
         let frame = match frame {

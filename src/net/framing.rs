@@ -45,18 +45,29 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<Bytes, FrameError> {
     fill(rd, buf, 4).await?;
-    let size = declared_size(buf);
-    if size < 0 || size as usize > max {
-        return Err(FrameError::Oversized(i64::from(size)));
-    }
-    fill(rd, buf, 4 + size as usize).await?;
-    buf.advance(4);
-    Ok(buf.split_to(size as usize).freeze())
+    let size = checked_size(buf, max)?;
+    read_body(rd, buf, size).await
 }
 
-/// The size the frame at the start of `buf` declares (`buf` holds at least 4 bytes).
-pub fn declared_size(buf: &[u8]) -> i32 {
-    i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]])
+/// The size the frame at the start of `buf` declares (`buf` holds at least 4 bytes), if
+/// within `max`.
+pub fn checked_size(buf: &[u8], max: usize) -> Result<usize, FrameError> {
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    match usize::try_from(size) {
+        Ok(size) if size <= max => Ok(size),
+        _ => Err(FrameError::Oversized(i64::from(size))),
+    }
+}
+
+/// The body of the frame at the start of `buf`, whose size `checked_size` gave.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    size: usize,
+) -> Result<Bytes, FrameError> {
+    fill(rd, buf, 4 + size).await?;
+    buf.advance(4);
+    Ok(buf.split_to(size).freeze())
 }
 
 /// A buffer for `read_frame`; `release` lets go of one grown past `KEEP` by a large frame.
