@@ -49,6 +49,9 @@ pub struct Config {
     pub max_connection_creation_rate: u32,
     /// `max.broker.partitions` (KIP-578): partition replicas one broker may hold.
     pub max_broker_partitions: u32,
+    /// `controller.max.records.per.batch`: the most metadata changes one admin request may
+    /// make (partitions created, topics deleted), as Kafka's controller.
+    pub controller_max_records_per_batch: u32,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// `queued.max.request.bytes`: request bytes held in memory at once, across connections;
@@ -249,6 +252,7 @@ impl Default for Config {
             max_connections_per_ip_overrides_text: String::new(),
             max_connection_creation_rate: i32::MAX as u32,
             max_broker_partitions: DEFAULT_MAX_BROKER_PARTITIONS,
+            controller_max_records_per_batch: 10_000,
             connections_max_idle_ms: 600_000,
             queued_max_request_bytes: Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES),
             metrics_listener: Some(DEFAULT_METRICS_LISTENER.to_string()),
@@ -402,6 +406,25 @@ impl Config {
                 }
             }
             "max.broker.partitions" => self.max_broker_partitions = parse_num(key, v)?,
+            "controller.max.records.per.batch" => {
+                self.controller_max_records_per_batch = parse_num(key, v)?;
+                if self.controller_max_records_per_batch == 0 {
+                    bail!("invalid value {v:?} for {key}: at least 1");
+                }
+            }
+            "message.max.records" => {
+                self.log.max_batch_records = parse_num(key, v)?;
+                if self.log.max_batch_records < 1 {
+                    bail!("invalid value {v:?} for {key}: at least 1");
+                }
+            }
+            "message.max.decompressed.bytes" => {
+                let max = crate::log::codec::MAX_DECOMPRESSED_BATCH;
+                self.log.max_decompressed_bytes = parse_num(key, v)?;
+                if !(1..=max).contains(&self.log.max_decompressed_bytes) {
+                    bail!("invalid value {v:?} for {key}: 1 to {max}");
+                }
+            }
             "metrics.listeners" => self.metrics_listener = parse_metrics_listener(v)?,
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_num(key, v)?
@@ -925,6 +948,24 @@ impl Config {
                 self.max_broker_partitions.to_string(),
                 Int,
                 "Partition replicas one broker may hold; CreateTopics and CreatePartitions beyond it fail whole with POLICY_VIOLATION.",
+            ),
+            (
+                "controller.max.records.per.batch",
+                self.controller_max_records_per_batch.to_string(),
+                Int,
+                "The most partitions one CreateTopics or CreatePartitions may create, and topics one DeleteTopics may delete; beyond it the whole request fails with POLICY_VIOLATION.",
+            ),
+            (
+                "message.max.records",
+                self.log.max_batch_records.to_string(),
+                Int,
+                "The most records one produced batch may declare; a batch with more is refused with MESSAGE_TOO_LARGE.",
+            ),
+            (
+                "message.max.decompressed.bytes",
+                self.log.max_decompressed_bytes.to_string(),
+                Int,
+                "What a produced compressed batch may decompress to; past it (a zip bomb) the batch is refused with MESSAGE_TOO_LARGE, never inflated whole.",
             ),
             (
                 "connections.max.idle.ms",

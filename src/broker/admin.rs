@@ -18,6 +18,7 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::topics::TOO_LARGE_BATCH;
 use super::{broker_ids, topic_name, Broker, ADMIN_TIMEOUT};
 use crate::cluster::rpc::{ControllerReply, ControllerRequest};
 use crate::metadata::TopicError;
@@ -48,6 +49,28 @@ impl Broker {
         req: CreatePartitionsRequest,
         _version: i16,
     ) -> CreatePartitionsResponse {
+        let image = self.metadata.image();
+        let added: u64 = req
+            .topics
+            .iter()
+            .map(|t| {
+                let now = image.topic(&t.name).map_or(0, |t| t.partition_count());
+                t.count.saturating_sub(now).max(0) as u64
+            })
+            .sum();
+        if !self.within_record_budget(added) {
+            let results = req
+                .topics
+                .iter()
+                .map(|t| {
+                    CreatePartitionsTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_error_code(ResponseError::PolicyViolation.code())
+                        .with_error_message(Some(StrBytes::from_static_str(TOO_LARGE_BATCH)))
+                })
+                .collect();
+            return CreatePartitionsResponse::default().with_results(results);
+        }
         let mut results = Vec::with_capacity(req.topics.len());
         for t in &req.topics {
             // Java's Admin sends null without assignments; an empty list means the same.

@@ -28,7 +28,20 @@ fn fail(e: ResponseError, msg: impl Into<String>) -> Failure {
     (e, msg.into())
 }
 
+/// Kafka's words for a CreateTopics over `controller.max.records.per.batch`.
+const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
+/// And for any other admin request over it.
+pub(super) const TOO_LARGE_BATCH: &str = "Unable to perform excessively large batch operation.";
+
 impl Broker {
+    /// Whether an admin request making `records` metadata changes (partitions created, topics
+    /// deleted) is within `controller.max.records.per.batch`. Kafka's controller writes a
+    /// request's changes as one batch and refuses a larger one whole with POLICY_VIOLATION,
+    /// before anything changes: one request must not hold the quorum for minutes.
+    pub(super) fn within_record_budget(&self, records: u64) -> bool {
+        records <= u64::from(self.config.controller_max_records_per_batch)
+    }
+
     /// The controller's request for one CreatableTopic, after the checks that need no
     /// cluster state.
     fn new_topic(t: &CreatableTopic, validate_only: bool) -> Result<NewTopic, Failure> {
@@ -108,6 +121,16 @@ impl Broker {
             .filter(|t| !seen.insert(t.name.0.to_string()))
             .map(|t| t.name.0.to_string())
             .collect();
+        let partitions: u64 = req
+            .topics
+            .iter()
+            .map(|t| match t.num_partitions {
+                _ if !t.assignments.is_empty() => t.assignments.len() as u64,
+                -1 => self.config.num_partitions.max(0) as u64,
+                n => n.max(0) as u64,
+            })
+            .sum();
+        let too_many = !self.within_record_budget(partitions);
         let mut results = Vec::with_capacity(req.topics.len());
         for t in &req.topics {
             let name = t.name.0.to_string();
@@ -115,7 +138,9 @@ impl Broker {
                 .with_name(t.name.clone())
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
-            let outcome = if duplicates.contains(&name) {
+            let outcome = if too_many {
+                Err(fail(ResponseError::PolicyViolation, TOO_MANY_PARTITIONS))
+            } else if duplicates.contains(&name) {
                 Err(fail(
                     ResponseError::InvalidRequest,
                     format!("Create topics request from client contains duplicate topic {name}"),
@@ -203,12 +228,21 @@ impl Broker {
                 .iter()
                 .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
         );
+        let too_many = !self.within_record_budget(targets.len() as u64);
         let mut responses = Vec::with_capacity(targets.len());
         for (name, id) in targets {
             let name = name.or_else(|| self.metadata.by_id(id).map(|t| t.name.clone()));
             let result = DeletableTopicResult::default()
                 .with_name(name.as_deref().map(topic_name))
                 .with_topic_id(id);
+            if too_many {
+                responses.push(
+                    result
+                        .with_error_code(ResponseError::PolicyViolation.code())
+                        .with_error_message(Some(StrBytes::from_static_str(TOO_LARGE_BATCH))),
+                );
+                continue;
+            }
             let Some(name) = name else {
                 responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
                 continue;

@@ -260,18 +260,34 @@ fn each_record(
     Ok(())
 }
 
-/// The indexes (counted over all records of `bytes`) of records without a key, which a
-/// compacted topic refuses. Decompresses within the broker's limit: a batch that does not
-/// decompress (a zip bomb included) is an error, not inflated.
-pub fn keyless_records(bytes: &[u8]) -> Result<Vec<i32>, LogError> {
+/// Looks inside a produce's batches where the broker must: every compressed batch is
+/// inflated within `max_plain` bytes (a zip bomb is refused once past it, never inflated
+/// whole) and its records checked against its header; with `keyed` (a compacted topic) every
+/// batch is, and the result is the indexes, over all records of `batches`, of those without
+/// a key. Uncompressed batches of other topics are not parsed: their bytes move untouched.
+pub fn inspect_records(
+    bytes: &[u8],
+    batches: &[(std::ops::Range<usize>, BatchHeader)],
+    max_plain: usize,
+    keyed: bool,
+) -> Result<Vec<i32>, LogError> {
     let mut keyless = Vec::new();
     let mut index = 0i32;
-    each_record(bytes, |h, r| {
-        if !h.is_control() && r.key.is_none() {
-            keyless.push(index);
+    for (range, h) in batches {
+        if !keyed && h.compression() == codec::NONE {
+            continue;
         }
-        index += 1;
-    })?;
+        let batch = bytes
+            .get(range.clone())
+            .ok_or(LogError::CorruptBatch("truncated batch"))?;
+        let plain = records::plain(batch, h, max_plain)?;
+        for r in records::parse(&plain, h)? {
+            if keyed && !h.is_control() && r.key.is_none() {
+                keyless.push(index);
+            }
+            index = index.saturating_add(1);
+        }
+    }
     Ok(keyless)
 }
 
@@ -298,13 +314,21 @@ pub fn record_timestamps(bytes: &[u8]) -> Vec<(i64, i64)> {
 /// Encodes records as one uncompressed v2 batch: what Runnel writes itself (the group
 /// coordinator's records) and what tests build theirs with. Offsets are relative (0, 1, ...).
 pub fn encode(records: &[kafka_protocol::records::Record]) -> Result<Vec<u8>, LogError> {
+    encode_compressed(records, kafka_protocol::records::Compression::None)
+}
+
+/// As `encode`, the records compressed with `compression`.
+pub fn encode_compressed(
+    records: &[kafka_protocol::records::Record],
+    compression: kafka_protocol::records::Compression,
+) -> Result<Vec<u8>, LogError> {
     let mut buf = bytes::BytesMut::new();
     kafka_protocol::records::RecordBatchEncoder::encode(
         &mut buf,
         records.iter(),
         &kafka_protocol::records::RecordEncodeOptions {
             version: 2,
-            compression: kafka_protocol::records::Compression::None,
+            compression,
         },
     )
     .map_err(|_| LogError::InvalidRecord("records could not be encoded"))?;
@@ -407,12 +431,38 @@ mod tests {
             })
             .collect();
         let b = encode(&recs).expect("encode");
-        assert_eq!(keyless_records(&b).expect("whole"), vec![1, 3]);
-        assert!(keyless_records(&batch(3, 0, 1)).expect("whole").is_empty());
-        assert!(
-            keyless_records(&b[..b.len() - 1]).is_err(),
-            "damaged: refused whole"
-        );
+        assert_eq!(inspect(&b, 1 << 20, true).expect("whole"), vec![1, 3]);
+        assert!(inspect(&batch(3, 0, 1), 1 << 20, true)
+            .expect("whole")
+            .is_empty());
+    }
+
+    fn inspect(b: &[u8], max_plain: usize, keyed: bool) -> Result<Vec<i32>, LogError> {
+        let batches: Vec<_> = headers(b).collect();
+        assert!(!batches.is_empty());
+        inspect_records(b, &batches, max_plain, keyed)
+    }
+
+    #[test]
+    fn compressed_batches_are_inflated_within_the_limit_and_counted() {
+        let value = bytes::Bytes::from(vec![0u8; 100_000]);
+        let recs: Vec<_> = (0..3)
+            .map(|i| plain_record(i, 0, None, Some(value.clone())))
+            .collect();
+        let packed =
+            encode_compressed(&recs, kafka_protocol::records::Compression::Lz4).expect("encode");
+        assert!(packed.len() < 10_000, "{} bytes", packed.len());
+        assert!(inspect(&packed, 400_000, false).is_ok());
+        assert!(matches!(
+            inspect(&packed, 200_000, false),
+            Err(LogError::DecompressesTooLarge { max: 200_000 })
+        ));
+        // A header that counts one record more than the batch holds.
+        let mut lying = packed.clone();
+        lying[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&4i32.to_be_bytes());
+        assert!(inspect(&lying, 400_000, false).is_err());
+        // Uncompressed batches of a topic that is not compacted are not looked into.
+        assert!(inspect(&batch(3, 0, 1), 1, false).is_ok());
     }
 
     #[test]

@@ -16,17 +16,18 @@ pub const SNAPPY: i16 = 2;
 pub const LZ4: i16 = 3;
 pub const ZSTD: i16 = 4;
 
-/// What a batch may decompress to wherever the broker looks inside one (keyless records in a
-/// compacted topic, timestamps, the cleaner). Kafka's batches are at most `message.max.bytes`
-/// (1 MiB) compressed; 64 times that is past what real data compresses by.
+/// The most a batch may decompress to wherever the broker looks inside one: the default and
+/// the ceiling of `message.max.decompressed.bytes` (produce), and the bound of the cleaner and
+/// timestamp lookups, which read only batches a produce accepted. Kafka's batches are at most
+/// `message.max.bytes` (1 MiB) compressed; 64 times that is past what real data compresses by.
 pub const MAX_DECOMPRESSED_BATCH: usize = 64 << 20;
 
 const SNAPPY_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 /// Magic, version and compatible version.
 const SNAPPY_HEADER_LEN: usize = 16;
 
-fn too_large() -> LogError {
-    LogError::CorruptBatch("records decompress past the broker's limit")
+fn too_large(limit: usize) -> LogError {
+    LogError::DecompressesTooLarge { max: limit }
 }
 
 fn corrupt() -> LogError {
@@ -40,7 +41,7 @@ fn read_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, LogError> {
         .read_to_end(&mut out)
         .map_err(|_| corrupt())?;
     if out.len() > limit {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     Ok(out)
 }
@@ -49,7 +50,7 @@ fn read_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, LogError> {
 fn snappy_block(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), LogError> {
     let len = snap::raw::decompress_len(block).map_err(|_| corrupt())?;
     if out.len().saturating_add(len) > limit {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     let start = out.len();
     out.resize(start + len, 0);
@@ -81,7 +82,7 @@ fn snappy(compressed: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
 pub fn decompress(codec: i16, compressed: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
     match codec {
         NONE if compressed.len() <= limit => Ok(compressed.to_vec()),
-        NONE => Err(too_large()),
+        NONE => Err(too_large(limit)),
         GZIP => read_bounded(flate2::read::GzDecoder::new(compressed), limit),
         SNAPPY => snappy(compressed, limit),
         LZ4 => read_bounded(lz4::Decoder::new(compressed).map_err(|_| corrupt())?, limit),
@@ -121,7 +122,7 @@ mod tests {
             assert!(bomb.len() < 4 << 20, "codec {codec}: {} bytes", bomb.len());
             let r = decompress(codec, &bomb, 1 << 20);
             assert!(
-                matches!(r, Err(LogError::CorruptBatch(m)) if m.contains("limit")),
+                matches!(r, Err(LogError::DecompressesTooLarge { max: 1048576 })),
                 "codec {codec}: {r:?}"
             );
         }

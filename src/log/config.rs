@@ -47,6 +47,12 @@ pub struct LogConfig {
     /// `producer.id.expiration.ms` (a broker setting): idempotence state of a producer idle
     /// this long is dropped.
     pub producer_id_expiration_ms: i64,
+    /// `message.max.records` (a Runnel broker setting): the most records one produced batch
+    /// may declare.
+    pub max_batch_records: i32,
+    /// `message.max.decompressed.bytes` (a Runnel broker setting, at most
+    /// `codec::MAX_DECOMPRESSED_BATCH`): what a produced compressed batch may inflate to.
+    pub max_decompressed_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -70,6 +76,8 @@ impl Default for LogConfig {
             max_compaction_lag_ms: i64::MAX,
             accepted: BTreeMap::new(),
             producer_id_expiration_ms: DAY_MS,
+            max_batch_records: 1_000_000,
+            max_decompressed_bytes: super::codec::MAX_DECOMPRESSED_BATCH,
         }
     }
 }

@@ -16,6 +16,12 @@ pub enum LogError {
     UnsupportedMagic(i8),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: usize },
+    /// A compressed batch whose records inflate past the limit (a "zip bomb" among them):
+    /// refused once the output passes it, never inflated whole.
+    #[error("record batch decompresses past message.max.decompressed.bytes {max}")]
+    DecompressesTooLarge { max: usize },
+    #[error("record batch of {count} records exceeds message.max.records {max}")]
+    TooManyRecords { count: i32, max: i32 },
     #[error("offset {offset} is outside the log [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         offset: i64,

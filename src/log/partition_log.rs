@@ -245,17 +245,26 @@ impl PartitionLog {
                 .filter(|e| *e <= records.len())
                 .ok_or(LogError::CorruptBatch("truncated batch"))?;
             let h = batch::verify_from_producer(&records[at..end])?;
+            if h.record_count > config.max_batch_records {
+                return Err(LogError::TooManyRecords {
+                    count: h.record_count,
+                    max: config.max_batch_records,
+                });
+            }
             batches.push((at..end, h));
             at = end;
         }
         if batches.is_empty() {
             return Err(LogError::CorruptBatch("no record batch"));
         }
-        if config.is_compacted() {
-            let keyless = batch::keyless_records(&records)?;
-            if !keyless.is_empty() {
-                return Err(LogError::KeylessRecords(keyless));
-            }
+        let keyless = batch::inspect_records(
+            &records,
+            &batches,
+            config.max_decompressed_bytes,
+            config.is_compacted(),
+        )?;
+        if !keyless.is_empty() {
+            return Err(LogError::KeylessRecords(keyless));
         }
         let idempotent = batches.iter().any(|(_, h)| h.has_producer_id());
         if idempotent && batches.len() > 1 {

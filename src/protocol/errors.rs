@@ -12,7 +12,9 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::InvalidRecord(_)
         | LogError::UnsupportedMagic(_)
         | LogError::KeylessRecords(_) => ResponseError::InvalidRecord,
-        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::MessageTooLarge { .. }
+        | LogError::DecompressesTooLarge { .. }
+        | LogError::TooManyRecords { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,

@@ -154,17 +154,7 @@ mod tests {
                 )
             })
             .collect();
-        let mut buf = bytes::BytesMut::new();
-        kafka_protocol::records::RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &kafka_protocol::records::RecordEncodeOptions {
-                version: 2,
-                compression: c,
-            },
-        )
-        .expect("encode");
-        let mut b = buf.to_vec();
+        let mut b = batch::encode_compressed(&records, c).expect("encode");
         batch::stamp(&mut b, 50, 3);
         b
     }
