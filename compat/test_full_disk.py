@@ -21,7 +21,8 @@ TOPIC = "filling"
 @pytest.fixture
 def tmpfs():
     with tempfile.TemporaryDirectory() as mnt:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt], check=True)
+        # Room for the metadata quorum's two reserves (8 MiB each) and some data.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt], check=True)
         try:
             yield mnt
         finally:
@@ -93,5 +94,57 @@ def test_a_full_disk_refuses_produce_keeps_reads_and_recovers_by_itself(tmpfs):
         broker.stop()
         broker = Broker(data, FAST_GROUPS)
         assert read_partition(broker.bootstrap, TOPIC) == acked + later
+    finally:
+        broker.stop()
+
+
+def test_the_metadata_quorum_snapshots_and_purges_on_a_full_disk(tmpfs):
+    """A snapshot of the metadata log (every 1,000 entries) and the purge after it write new
+    files; on a full disk either used to be fatal to the Raft library, taking the broker's
+    registration with it. The quorum's reserve keeps them working."""
+    data = os.path.join(tmpfs, "data")
+    meta = os.path.join(data, "__cluster_metadata-0")
+    broker = Broker(data, FAST_GROUPS)
+    try:
+        a = AdminClient({"bootstrap.servers": broker.bootstrap})
+        a.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(timeout=20)
+        acked = [b"before-%d" % i for i in range(10)]
+        assert all(e is None for e in produce_values(broker.bootstrap, TOPIC, acked).values())
+        fill(os.path.join(tmpfs, "filler"))
+        before = os.stat(os.path.join(meta, "snapshot")).st_mtime if os.path.exists(
+            os.path.join(meta, "snapshot")) else 0
+
+        # Each topic created or deleted is an entry of the metadata log: 2,400 of them cross
+        # the snapshot threshold twice while the disk stays full.
+        names = [f"meta-{i}" for i in range(1200)]
+        for i in range(0, len(names), 200):
+            for f in a.create_topics([NewTopic(n, 1, 1) for n in names[i:i + 200]]).values():
+                try:
+                    f.result(timeout=60)
+                except Exception as e:
+                    assert e.args[0].code() == KafkaError.KAFKA_STORAGE_ERROR, e
+        for i in range(0, len(names), 200):
+            for f in a.delete_topics(names[i:i + 200], operation_timeout=60).values():
+                try:
+                    f.result(timeout=60)
+                except Exception as e:
+                    assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
+        assert os.path.getmtime(os.path.join(meta, "snapshot")) > before, "a snapshot was written"
+
+        # The quorum is alive: the broker is registered, answers, and serves what it had.
+        md = a.list_topics(timeout=20)
+        assert list(md.brokers) and TOPIC in md.topics
+        assert not set(names) & set(md.topics)
+        assert read_partition(broker.bootstrap, TOPIC) == acked
+
+        # Space returns: writes resume, and a restart replays the same metadata.
+        os.remove(os.path.join(tmpfs, "filler"))
+        a.create_topics([NewTopic("after", 1, 1)])["after"].result(timeout=30)
+        broker.stop()
+        broker = Broker(data, FAST_GROUPS)
+        a = AdminClient({"bootstrap.servers": broker.bootstrap})
+        topics = set(a.list_topics(timeout=20).topics)
+        assert {TOPIC, "after"} <= topics and not set(names) & topics
+        assert read_partition(broker.bootstrap, TOPIC) == acked
     finally:
         broker.stop()

@@ -21,8 +21,10 @@ use openraft::{OptionalSend, RaftLogReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::ballast::Ballast;
 use super::raft_types::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::log::checkpoint::{sync_dir, write_atomically};
+use crate::log::LogError;
 use crate::metadata::MetadataRecord;
 
 const LOG_FILE: &str = "log";
@@ -43,6 +45,8 @@ pub struct LogStore {
 
 struct Inner {
     dir: PathBuf,
+    /// For the writes that replace a file: vote, purge, truncation.
+    ballast: Arc<Ballast>,
     file: File,
     /// The log file's length, and how far past it space is allocated.
     end: u64,
@@ -74,9 +78,10 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    write_atomically(path, &bytes).map_err(std::io::Error::other)
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), LogError> {
+    let bytes =
+        serde_json::to_vec(value).map_err(|e| LogError::io(path, std::io::Error::other(e)))?;
+    write_atomically(path, &bytes)
 }
 
 fn frame(entry: &Entry, out: &mut Vec<u8>) -> std::io::Result<()> {
@@ -112,7 +117,7 @@ fn parse_frames(bytes: &[u8]) -> (Vec<Entry>, usize) {
 }
 
 impl LogStore {
-    pub fn open(dir: &Path) -> std::io::Result<(Self, Recovered)> {
+    pub fn open(dir: &Path, ballast: Arc<Ballast>) -> std::io::Result<(Self, Recovered)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
         let mut bytes = Vec::new();
@@ -167,6 +172,7 @@ impl LogStore {
             vote: read_json(&dir.join(VOTE_FILE))?,
             committed,
             dir: dir.to_path_buf(),
+            ballast,
             file,
             end: good as u64,
             reserved_to: 0,
@@ -244,14 +250,17 @@ impl LogStore {
 
 impl Inner {
     /// Writes the remaining entries to a new file and swaps it in.
-    fn rewrite(&mut self) -> std::io::Result<()> {
+    fn rewrite(&mut self) -> Result<(), LogError> {
+        let path = self.dir.join(LOG_FILE);
         let mut bytes = Vec::new();
         for e in self.entries.values() {
-            frame(e, &mut bytes)?;
+            frame(e, &mut bytes).map_err(|e| LogError::io(&path, e))?;
         }
-        let path = self.dir.join(LOG_FILE);
-        write_atomically(&path, &bytes).map_err(std::io::Error::other)?;
-        self.file = OpenOptions::new().append(true).open(&path)?;
+        write_atomically(&path, &bytes)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
         self.end = bytes.len() as u64;
         self.reserved_to = 0;
         self.reserve();
@@ -304,7 +313,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let mut g = self.lock();
-        write_json(&g.dir.join(VOTE_FILE), vote).map_err(|e| io_error(&e))?;
+        let path = g.dir.join(VOTE_FILE);
+        g.ballast
+            .with_room("vote", || write_json(&path, vote))
+            .map_err(|e| io_error(&std::io::Error::other(e)))?;
         g.vote = Some(*vote);
         Ok(())
     }
@@ -365,15 +377,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut g = self.lock();
         g.entries.split_off(&log_id.index);
-        g.rewrite().map_err(|e| io_error(&e))
+        let ballast = g.ballast.clone();
+        ballast
+            .with_room("metadata log truncation", || g.rewrite())
+            .map_err(|e| io_error(&std::io::Error::other(e)))
     }
 
+    /// Entries are kept, not purged, when the file system has no room even for the purge's
+    /// rewrite: a purge may lag (the Raft library only needs no holes), a failed write may not.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut g = self.lock();
-        write_json(&g.dir.join(PURGED_FILE), &log_id).map_err(|e| io_error(&e))?;
+        let ballast = g.ballast.clone();
+        let path = g.dir.join(PURGED_FILE);
+        match ballast.with_room("metadata log purge", || write_json(&path, &log_id)) {
+            Ok(()) => {}
+            Err(LogError::NoSpace { .. }) => {
+                tracing::warn!(?log_id, "metadata log: not purged, the file system is full");
+                return Ok(());
+            }
+            Err(e) => return Err(io_error(&std::io::Error::other(e))),
+        }
         g.last_purged = Some(log_id);
         g.entries = g.entries.split_off(&(log_id.index + 1));
-        g.rewrite().map_err(|e| io_error(&e))?;
+        // Opening skips entries up to the purged id, so a rewrite that finds no room leaves
+        // a file that is still right: it is rewritten at the next purge.
+        match ballast.with_room("metadata log purge", || g.rewrite()) {
+            Ok(()) => {}
+            Err(LogError::NoSpace { .. }) => {
+                tracing::warn!(
+                    ?log_id,
+                    "metadata log: purged entries stay on disk until space returns"
+                );
+            }
+            Err(e) => return Err(io_error(&std::io::Error::other(e))),
+        }
         sync_dir(&g.dir).map_err(|e| io_error(&std::io::Error::other(e)))
     }
 }
@@ -381,6 +418,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(dir: &Path) -> std::io::Result<(LogStore, Recovered)> {
+        LogStore::open(dir, Arc::new(Ballast::new(dir, 1 << 16)))
+    }
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(index: u64) -> Entry {
@@ -407,12 +448,12 @@ mod tests {
         let len = std::fs::metadata(&path).expect("meta").len();
         let f = OpenOptions::new().write(true).open(&path).expect("open");
         f.set_len(len - 3).expect("tear");
-        let (store, rec) = LogStore::open(dir.path()).expect("open");
+        let (store, rec) = open(dir.path()).expect("open");
         assert_eq!(rec.entries, 4);
         assert!(rec.truncated_bytes > 0);
         assert_eq!(store.last_index(), 3);
         // What is left is exactly the whole frames.
-        let (_, again) = LogStore::open(dir.path()).expect("reopen");
+        let (_, again) = open(dir.path()).expect("reopen");
         assert_eq!(
             again,
             Recovered {
@@ -431,7 +472,7 @@ mod tests {
         let second = 8 + u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
         bytes[second + 12] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
-        let (store, rec) = LogStore::open(dir.path()).expect("open");
+        let (store, rec) = open(dir.path()).expect("open");
         assert_eq!(rec.entries, 1);
         assert_eq!(store.last_index(), 0);
     }
@@ -445,7 +486,7 @@ mod tests {
         let len = std::fs::metadata(&path).expect("meta").len();
         let f = OpenOptions::new().write(true).open(&path).expect("open");
         f.set_len(len - 3).expect("tear");
-        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        let (mut store, _) = open(dir.path()).expect("open");
         let committed = store.read_committed().await.expect("committed");
         assert_eq!(committed.map(|c| c.index), Some(3));
     }
@@ -454,10 +495,10 @@ mod tests {
     async fn truncate_and_purge_survive_reopen() {
         let dir = tempfile::tempdir().expect("tmp");
         write_entries(dir.path(), 10);
-        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        let (mut store, _) = open(dir.path()).expect("open");
         store.truncate(entry(8).log_id).await.expect("truncate");
         store.purge(entry(3).log_id).await.expect("purge");
-        let (mut store, rec) = LogStore::open(dir.path()).expect("reopen");
+        let (mut store, rec) = open(dir.path()).expect("reopen");
         assert_eq!(rec.entries, 4);
         let state = store.get_log_state().await.expect("state");
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
@@ -474,7 +515,7 @@ mod tests {
         let len = std::fs::metadata(dir.path().join(LOG_FILE))
             .expect("stat")
             .len();
-        let (store, recovered) = LogStore::open(dir.path()).expect("open");
+        let (store, recovered) = open(dir.path()).expect("open");
         assert_eq!(recovered.entries, 3);
         let meta = std::fs::metadata(dir.path().join(LOG_FILE)).expect("stat");
         assert_eq!(meta.len(), len, "the reserve is not part of the log");
@@ -484,7 +525,7 @@ mod tests {
             meta.blocks() * 512
         );
         drop(store);
-        let (_, recovered) = LogStore::open(dir.path()).expect("reopen");
+        let (_, recovered) = open(dir.path()).expect("reopen");
         assert_eq!(
             recovered,
             Recovered {

@@ -5,6 +5,7 @@
 //! Owns consensus and the broker ↔ controller conversation. Never touches partition data:
 //! the broker reconciles its logs with the images this module publishes.
 
+pub mod ballast;
 pub mod controller;
 pub mod isr;
 pub mod log_store;
@@ -149,13 +150,17 @@ impl Cluster {
             return Ok(cluster);
         }
         let dir = metadata_dir(config);
-        let (log_store, recovered) = log_store::LogStore::open(&dir)
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating metadata.log.dir {}", dir.display()))?;
+        let ballast = Arc::new(ballast::Ballast::new(&dir, ballast::SIZE));
+        let (log_store, recovered) = log_store::LogStore::open(&dir, ballast.clone())
             .with_context(|| format!("opening the metadata log in {}", dir.display()))?;
         if recovered.truncated_bytes > 0 {
             tracing::warn!(?recovered, "metadata log recovered");
         }
-        let (state_machine, image) = state_machine::StateMachine::open(&dir, config.log.clone())
-            .with_context(|| format!("reading the metadata snapshot in {}", dir.display()))?;
+        let (state_machine, image) =
+            state_machine::StateMachine::open(&dir, config.log.clone(), ballast)
+                .with_context(|| format!("reading the metadata snapshot in {}", dir.display()))?;
         let raft_config = openraft::Config {
             cluster_name: config.cluster_id.clone(),
             heartbeat_interval: HEARTBEAT_MS,

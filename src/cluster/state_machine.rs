@@ -13,11 +13,12 @@ use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::ballast::Ballast;
 use super::raft_types::{
     io_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::log::checkpoint::write_atomically;
-use crate::log::LogConfig;
+use crate::log::{LogConfig, LogError};
 use crate::metadata::records::{Applied, MetadataRecord};
 use crate::metadata::MetadataImage;
 
@@ -32,12 +33,19 @@ struct SnapshotFile {
 
 pub struct StateMachine {
     dir: PathBuf,
+    /// For snapshots, written whole to a new file.
+    ballast: Arc<Ballast>,
     /// This node's topic defaults, which every topic's config starts from.
     defaults: LogConfig,
     image: MetadataImage,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     publish: watch::Sender<Arc<MetadataImage>>,
+}
+
+fn write_snapshot(dir: &Path, ballast: &Ballast, bytes: &[u8]) -> Result<(), LogError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    ballast.with_room("metadata snapshot", || write_atomically(&path, bytes))
 }
 
 fn decode(bytes: &[u8]) -> std::io::Result<SnapshotFile> {
@@ -50,9 +58,11 @@ impl StateMachine {
     pub fn open(
         dir: &Path,
         defaults: LogConfig,
+        ballast: Arc<Ballast>,
     ) -> std::io::Result<(Self, watch::Receiver<Arc<MetadataImage>>)> {
         let mut sm = Self {
             dir: dir.to_path_buf(),
+            ballast,
             defaults,
             image: MetadataImage::default(),
             last_applied: None,
@@ -86,6 +96,7 @@ impl StateMachine {
 
 pub struct SnapshotBuilder {
     dir: PathBuf,
+    ballast: Arc<Ballast>,
     meta: SnapshotMeta,
     records: Vec<MetadataRecord>,
 }
@@ -97,7 +108,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             records: std::mem::take(&mut self.records),
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| io_error(&std::io::Error::other(e)))?;
-        write_atomically(&self.dir.join(SNAPSHOT_FILE), &bytes)
+        write_snapshot(&self.dir, &self.ballast, &bytes)
             .map_err(|e| io_error(&std::io::Error::other(e)))?;
         Ok(Snapshot {
             meta: file.meta,
@@ -141,6 +152,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_or("0".to_string(), |l| format!("{}-{}", l.leader_id, l.index));
         SnapshotBuilder {
             dir: self.dir.clone(),
+            ballast: self.ballast.clone(),
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
@@ -162,7 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut file = decode(&snapshot).map_err(|e| io_error(&e))?;
         file.meta = meta.clone();
         let bytes = serde_json::to_vec(&file).map_err(|e| io_error(&std::io::Error::other(e)))?;
-        write_atomically(&self.dir.join(SNAPSHOT_FILE), &bytes)
+        write_snapshot(&self.dir, &self.ballast, &bytes)
             .map_err(|e| io_error(&std::io::Error::other(e)))?;
         self.load(file);
         Ok(())

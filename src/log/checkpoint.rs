@@ -45,14 +45,19 @@ pub fn write_atomically_with(
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
         f.write_all(bytes).at(&tmp)?;
         if durability == Durability::Fsync {
             f.sync_all().at(&tmp)?;
         }
+        std::fs::rename(&tmp, path).at(path)
+    })();
+    if written.is_err() {
+        // A partial temp file would hold space a full disk needs back.
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).at(path)?;
+    written?;
     match durability {
         Durability::Fsync => sync_dir(path.parent().unwrap_or(Path::new("."))),
         Durability::Deferred => Ok(()),

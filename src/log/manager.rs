@@ -379,8 +379,11 @@ impl LogManager {
             .into_iter()
             .collect::<Result<(), LogError>>();
         self.files.set_durability(Durability::Fsync);
+        // Even when a log failed to close (a full disk refusing its producer snapshot), what
+        // the others wrote with their fsyncs deferred is made durable before giving up.
+        let synced = checkpoint::sync_file_system(&self.dir);
         closed?;
-        checkpoint::sync_file_system(&self.dir)?;
+        synced?;
         self.checkpoint()?;
         if self.is_failed() {
             return Err(LogError::DirectoryFailed(self.dir.display().to_string()));
