@@ -102,7 +102,7 @@ impl Broker {
     /// of them this broker keeps, leads or deletes follows from the metadata image.
     pub fn open(config: Config, cluster: Arc<Cluster>) -> anyhow::Result<Self> {
         let dir = config.log_dir.clone();
-        std::fs::create_dir_all(&dir)
+        crate::log::checkpoint::create_dir_durably(&dir)
             .with_context(|| format!("creating log directory {}", dir.display()))?;
         let image = cluster.image.borrow().clone();
         let defaults = config.log.clone();

@@ -126,7 +126,12 @@ impl LogStore {
         }
         let (parsed, good) = parse_frames(&bytes);
         let last_purged: Option<LogId> = read_json(&dir.join(PURGED_FILE))?;
+        let new = !path.exists();
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if new {
+            // Its first entries are fsynced, but a name is durable only with its directory.
+            sync_dir(dir).map_err(std::io::Error::other)?;
+        }
         let mut recovered = Recovered::default();
         if good < bytes.len() {
             recovered.truncated_bytes = (bytes.len() - good) as u64;

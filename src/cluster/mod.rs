@@ -76,7 +76,8 @@ const META_PROPERTIES: &str = "meta.properties";
 /// at the first start, checked at every other; a mismatch stops start-up with one line.
 pub fn claim_data_dir(config: &Config) -> anyhow::Result<()> {
     let dir = &config.log_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::log::checkpoint::create_dir_durably(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(META_PROPERTIES);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -150,7 +151,7 @@ impl Cluster {
             return Ok(cluster);
         }
         let dir = metadata_dir(config);
-        std::fs::create_dir_all(&dir)
+        crate::log::checkpoint::create_dir_durably(&dir)
             .with_context(|| format!("creating metadata.log.dir {}", dir.display()))?;
         let ballast = Arc::new(ballast::Ballast::new(&dir, ballast::SIZE));
         let (log_store, recovered) = log_store::LogStore::open(&dir, ballast.clone())

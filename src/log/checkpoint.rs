@@ -71,6 +71,28 @@ pub fn sync_file_system(dir: &Path) -> Result<(), LogError> {
     rustix::fs::syncfs(&d).map_err(|e| LogError::sync_failed(dir, e.into()))
 }
 
+/// Creates `dir` and any missing parents, each fsynced into its parent: a directory made at
+/// the first start must outlive a power cut (fsyncing a file does not make its name durable).
+pub fn create_dir_durably(dir: &Path) -> Result<(), LogError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(LogError::io(dir, e))
+        }
+        _ => {}
+    }
+    sync_dir(
+        dir.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
     let d = std::fs::File::open(dir).at(dir)?;
     d.sync_all().map_err(|e| LogError::sync_failed(dir, e))

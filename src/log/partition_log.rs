@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::batch::{self, BatchHeader};
+use super::checkpoint::{self, Durability};
 use super::config::LogConfig;
 use super::dir_health::DirHealth;
 use super::epoch_cache::LeaderEpochCache;
@@ -525,10 +526,17 @@ impl PartitionLog {
                 true
             }
         };
+        let mut new_files = false;
         for seg in self.segments_snapshot() {
             if seg.next_offset() > self.recovery_point() {
                 self.fail_on_io(seg.flush())?;
+                new_files |= seg.base_offset() >= self.recovery_point();
             }
+        }
+        // A segment made since the last flush (a roll, a new log) has names an fsync of its
+        // files does not make durable: the directory is fsynced too, as Kafka's flush does.
+        if new_files && self.files.durability() == Durability::Fsync {
+            self.fail_on_io(checkpoint::sync_dir(&self.dir))?;
         }
         if epochs_written {
             self.recovery_point.store(end, Ordering::Release);
