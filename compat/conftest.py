@@ -119,7 +119,7 @@ def free_port():
 
 
 class ClusterNode:
-    def __init__(self, node_id, data_dir, voters, client_port, controller_port):
+    def __init__(self, node_id, data_dir, voters, client_port, controller_port, extra=()):
         self.node_id = node_id
         self.bootstrap = f"127.0.0.1:{client_port}"
         self.args = [
@@ -128,6 +128,7 @@ class ClusterNode:
             "--set", f"listeners=PLAINTEXT://127.0.0.1:{client_port},CONTROLLER://127.0.0.1:{controller_port}",
             "--set", f"controller.quorum.voters={voters}",
             *FAST_GROUPS,
+            *extra,
         ]
         self.proc = None
 
@@ -156,11 +157,11 @@ class ClusterNode:
 class Cluster:
     """Three nodes started together (a quorum needs a majority before any node is ready)."""
 
-    def __init__(self, root, n=3):
+    def __init__(self, root, n=3, extra=()):
         ports = [(free_port(), free_port()) for _ in range(n)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
         self.nodes = [
-            ClusterNode(i + 1, os.path.join(root, f"node{i + 1}"), voters, p, c)
+            ClusterNode(i + 1, os.path.join(root, f"node{i + 1}"), voters, p, c, extra)
             for i, (p, c) in enumerate(ports)
         ]
         for node in self.nodes:

@@ -4,6 +4,7 @@ themselves once space returns; librdkafka's own retries (KAFKA_STORAGE_ERROR is 
 carry a producer across the full spell. The data directory is a small tmpfs the test mounts
 (needs root, as CI and the dev machines run)."""
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -11,22 +12,27 @@ import threading
 import time
 
 import pytest
-from conftest import FAST_GROUPS, Broker, produce_values, read_partition
+from conftest import FAST_GROUPS, Broker, Cluster, produce_values, read_partition
 from confluent_kafka import KafkaError
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 TOPIC = "filling"
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(mnt):
+    # Room for the metadata quorum's two reserves (8 MiB each) and some data.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", mnt], check=False)
+
+
 @pytest.fixture
 def tmpfs():
-    with tempfile.TemporaryDirectory() as mnt:
-        # Room for the metadata quorum's two reserves (8 MiB each) and some data.
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt], check=True)
-        try:
-            yield mnt
-        finally:
-            subprocess.run(["umount", "-l", mnt], check=False)
+    with tempfile.TemporaryDirectory() as mnt, mounted_tmpfs(mnt):
+        yield mnt
 
 
 def fill(path):
@@ -148,3 +154,66 @@ def test_the_metadata_quorum_snapshots_and_purges_on_a_full_disk(tmpfs):
         assert read_partition(broker.bootstrap, TOPIC) == acked
     finally:
         broker.stop()
+
+
+def test_a_follower_with_a_full_disk_leaves_the_isr_and_catches_up_when_space_returns():
+    """Replicated: node 3's data directory fills. It cannot append what it fetches, so the
+    leader drops it from the ISR and acks=all goes on with the other two (min.insync.replicas
+    2), or gets NOT_ENOUGH_REPLICAS where 3 are required; once space returns node 3 catches up
+    and rejoins, and a new leader serves every acknowledged record."""
+    with tempfile.TemporaryDirectory() as root:
+        third = os.path.join(root, "node3")
+        os.makedirs(third)
+        with mounted_tmpfs(third):
+            cluster = Cluster(root, extra=["--set", "replica.lag.time.max.ms=2000"])
+            try:
+                bootstrap = cluster.nodes[0].bootstrap
+                a = AdminClient({"bootstrap.servers": bootstrap})
+                topic = NewTopic("replicated", num_partitions=1, replica_assignment=[[1, 2, 3]],
+                                 config={"min.insync.replicas": "2"})
+                a.create_topics([topic])["replicated"].result(timeout=30)
+
+                def isr():
+                    md = a.list_topics("replicated", timeout=10)
+                    return sorted(md.topics["replicated"].partitions[0].isrs)
+
+                def wait_isr(want):
+                    deadline = time.monotonic() + 60
+                    while isr() != want:
+                        assert time.monotonic() < deadline, f"ISR {isr()}, not {want}"
+                        time.sleep(0.2)
+
+                wait_isr([1, 2, 3])
+                acks_all = {"acks": "all", "message.timeout.ms": 60000}
+                acked = [b"before-%d" % i for i in range(20)]
+                assert all(e is None for e in produce_values(
+                    bootstrap, "replicated", acked, **acks_all).values())
+
+                fill(os.path.join(third, "filler"))
+                during = [b"during-%d-" % i + b"." * 4000 for i in range(200)]
+                outcome = produce_values(bootstrap, "replicated", during, **acks_all)
+                assert all(e is None for e in outcome.values()), outcome
+                acked += during
+                wait_isr([1, 2])
+
+                def min_isr(n):
+                    r = ConfigResource(ResourceType.TOPIC, "replicated",
+                                       set_config={"min.insync.replicas": str(n)})
+                    a.alter_configs([r])[r].result(timeout=20)
+
+                min_isr(3)
+                err = produce_values(bootstrap, "replicated", [b"refused"], acks="all",
+                                     retries=0, **{"enable.idempotence": False})[b"refused"]
+                assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+                min_isr(2)
+
+                os.remove(os.path.join(third, "filler"))
+                wait_isr([1, 2, 3])
+                # Node 1 stops; node 2 or 3 leads and serves all of it.
+                cluster.nodes[0].terminate()
+                bootstrap = cluster.nodes[1].bootstrap
+                a = AdminClient({"bootstrap.servers": bootstrap})
+                got = read_partition(bootstrap, "replicated")
+                assert [v for v in got if v != b"refused"] == acked
+            finally:
+                cluster.stop()
