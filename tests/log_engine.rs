@@ -8,7 +8,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use runnel::log::batch;
-use runnel::log::{LogConfig, LogError, LogManager};
+use runnel::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 
 fn encode(records: usize, ts: i64, value_len: usize) -> Vec<u8> {
     common::batches::batch_from(common::batches::PLAIN, records, ts, value_len)
@@ -533,6 +533,15 @@ fn on_tmpfs(size: &str, f: impl FnOnce(&Path) + std::panic::UnwindSafe) {
     }
 }
 
+/// An append as the broker makes it: flushed when `flush.messages` is reached.
+fn append_flushing(log: &PartitionLog, bytes: Vec<u8>) -> Result<AppendInfo, LogError> {
+    let info = log.append(bytes, 0)?;
+    if info.flush_due {
+        log.flush()?;
+    }
+    Ok(info)
+}
+
 /// Appends batches of 4 records until one fails, then smaller ones until they fail too (so
 /// the last bytes of the disk go to rolls, index entries and checkpoints); returns the errors.
 fn append_until_full(m: &LogManager, ts: &mut i64) -> Vec<LogError> {
@@ -542,7 +551,7 @@ fn append_until_full(m: &LogManager, ts: &mut i64) -> Vec<LogError> {
         for i in 0..100_000 {
             assert!(i < 99_999, "the disk never filled");
             *ts += 1;
-            if let Err(e) = log.append(encode(4, *ts, value_len), 0) {
+            if let Err(e) = append_flushing(&log, encode(4, *ts, value_len)) {
                 errors.push(e);
                 break;
             }
@@ -597,12 +606,12 @@ fn a_full_disk_fails_appends_until_space_returns() {
         }
         assert!(!m.is_failed() && m.is_full());
         assert_eq!(read_all(&m, 0).len() as i64, log.log_end_offset());
-        let e = log.append(encode(4, ts, 0), 0).expect_err("still full");
+        let e = append_flushing(&log, encode(4, ts, 0)).expect_err("still full");
         assert!(no_space(&e), "{e:?}");
         std::fs::remove_file(&filler).expect("give space back");
         let end = log.log_end_offset();
         ts += 1;
-        let info = log.append(encode(4, ts, 1000), 0).expect("space returned");
+        let info = append_flushing(&log, encode(4, ts, 1000)).expect("space returned");
         assert_eq!(info.base_offset, end, "offsets go on where they stopped");
         assert!(!m.is_full());
 
@@ -611,7 +620,7 @@ fn a_full_disk_fails_appends_until_space_returns() {
         let segments = log.segment_count();
         for _ in 0..10 {
             ts += 1;
-            log.append(encode(4, ts, 1000), 0).expect("append");
+            append_flushing(&log, encode(4, ts, 1000)).expect("append");
             if log.segment_count() > segments {
                 break;
             }
@@ -619,18 +628,16 @@ fn a_full_disk_fails_appends_until_space_returns() {
         assert_eq!(log.segment_count(), segments + 1, "rolled");
         for _ in 0..3 {
             ts += 1;
-            log.append(encode(4, ts, 1000), 0).expect("append");
+            append_flushing(&log, encode(4, ts, 1000)).expect("append");
         }
         fill_disk(&filler);
         ts += 1;
-        let e = log
-            .append(encode(4, ts, 1000), 0)
-            .expect_err("the roll finds no space");
+        let e = append_flushing(&log, encode(4, ts, 1000)).expect_err("the roll finds no space");
         assert!(no_space(&e), "{e:?}");
         assert_eq!(log.segment_count(), segments + 1);
         assert!(!m.is_failed());
         std::fs::remove_file(&filler).expect("give space back");
-        log.append(encode(4, ts, 1000), 0).expect("rolls now");
+        append_flushing(&log, encode(4, ts, 1000)).expect("rolls now");
         assert_eq!(log.segment_count(), segments + 2);
 
         let served = read_all(&m, 0);

@@ -2,7 +2,8 @@
 //! follower's fetch position and when it was last caught up, the high watermark those positions
 //! allow, and which ISR change (shrink or expand) is due.
 //!
-//! Owns the high-watermark rule: the smallest log end offset in the ISR, never moving back.
+//! Owns the high-watermark rule: the smallest log end offset in the ISR, never moving back;
+//! and durable acks (`flush.messages`) as group commit.
 //! Never changes the ISR itself: the controller commits that (AlterPartition), and the new
 //! ISR arrives with the next metadata image.
 
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::log::PartitionLog;
+use crate::log::{LogError, PartitionLog};
 use crate::metadata::PartitionRegistration;
 
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,9 @@ pub struct Partition {
     state: Mutex<LeaderState>,
     /// The high watermark, for acks=all produces waiting on it (the purgatory).
     hw: watch::Sender<i64>,
+    /// One flush of the log at a time for produces waiting on durability; those queued
+    /// behind it are covered by it or by the next, which takes in every append made meanwhile.
+    flush_gate: tokio::sync::Mutex<()>,
 }
 
 /// What a follower's fetch changed.
@@ -76,7 +80,25 @@ impl Partition {
             log,
             activity: Default::default(),
             hw: watch::channel(hw).0,
+            flush_gate: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Returns once everything below `upto` is fsynced: group commit for `flush.messages`.
+    /// The fsync runs off the async workers, without blocking appends to other partitions,
+    /// and one fsync covers every append that came while the previous one ran.
+    pub async fn wait_durable(&self, upto: i64) -> Result<(), LogError> {
+        if self.log.recovery_point() >= upto {
+            return Ok(());
+        }
+        let _gate = self.flush_gate.lock().await;
+        if self.log.recovery_point() >= upto {
+            return Ok(());
+        }
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.flush())
+            .await
+            .unwrap_or_else(|e| Err(LogError::task_failed(self.log.topic(), e)))
     }
 
     pub fn leader_epoch(&self) -> i32 {

@@ -62,6 +62,7 @@ impl Broker {
         let mut leaders = BTreeSet::new();
         let mut responses = Vec::with_capacity(req.topic_data.len());
         let mut waits = Vec::new();
+        let mut flushes = Vec::new();
         for td in req.topic_data {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
                 self.metadata.by_id(td.topic_id)
@@ -129,6 +130,14 @@ impl Broker {
                             s.1 = n;
                         }
                         partition.activity.appended(&records, n);
+                        if info.flush_due {
+                            let (p, upto) = (partition.clone(), info.last_offset + 1);
+                            flushes.push((
+                                responses.len(),
+                                parts.len(),
+                                tokio::spawn(async move { p.wait_durable(upto).await }),
+                            ));
+                        }
                         if req.acks == -1 {
                             waits.push((
                                 responses.len(),
@@ -180,6 +189,14 @@ impl Broker {
         }
         if appended {
             self.appended.notify_waiters();
+        }
+        // Durable acks: the partitions' fsyncs, started as each append finished, run at once.
+        for (topic, part, flush) in flushes {
+            let flushed = flush.await;
+            if let Err(e) = flushed.unwrap_or_else(|e| Err(LogError::task_failed("flush", e))) {
+                let p = &mut responses[topic].partition_responses[part];
+                *p = failed(p.index, errors::log_error(&e), Some(e.to_string()));
+            }
         }
         // acks=all: each partition answers once its high watermark passes the batch (the
         // purgatory); every wait shares the request's timeout.

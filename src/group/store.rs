@@ -273,7 +273,10 @@ pub fn append(log: &PartitionLog, entries: &[Entry], now: i64) -> Result<(), Log
         .map(|(i, e)| batch::plain_record(i as i64, now, Some(e.key()), e.value()))
         .collect();
     // The offsets topic is written by its leader only; its epoch follows the log's latest.
-    log.append(batch::encode(&records)?, log.latest_epoch().unwrap_or(0))?;
+    let info = log.append(batch::encode(&records)?, log.latest_epoch().unwrap_or(0))?;
+    if info.flush_due {
+        log.flush()?;
+    }
     Ok(())
 }
 

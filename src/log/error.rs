@@ -70,6 +70,15 @@ impl LogError {
         }
     }
 
+    /// A task that was to write (an fsync moved off the async workers) panicked or was
+    /// cancelled: whether its data is safe is unknown, as after a failed write.
+    pub fn task_failed(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        LogError::Io {
+            path: what.to_string(),
+            source: io::Error::other(e),
+        }
+    }
+
     /// A failed fsync: whatever it reports (ENOSPC included, from a file system that allocates
     /// late), written data may be lost, so this is always `Io`, never `NoSpace`.
     pub fn sync_failed(path: &std::path::Path, source: io::Error) -> Self {

@@ -29,6 +29,9 @@ pub struct AppendInfo {
     /// The broker time stamped into LogAppendTime batches, -1 for CreateTime.
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// `flush.messages` is reached: the append is not durable until the caller flushes (the
+    /// broker does it as group commit, one fsync for every append that waits on it).
+    pub flush_due: bool,
 }
 
 /// What a read returned, with the offsets a fetch response reports.
@@ -283,6 +286,9 @@ impl PartitionLog {
                     last_offset: original.last_offset,
                     log_append_time: -1,
                     log_start_offset: self.log_start_offset(),
+                    // Its first append may still wait on its fsync: this answer must too.
+                    flush_due: config.flush_messages.is_some()
+                        && self.recovery_point() <= original.last_offset,
                 });
             }
         }
@@ -320,12 +326,13 @@ impl PartitionLog {
         if self.hw_follows_end.load(Ordering::Acquire) {
             self.high_watermark.store(next, Ordering::Release);
         }
-        self.count_unflushed(&mut writer, messages, &config)?;
+        let flush_due = self.count_unflushed(&mut writer, messages, &config);
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_append_time: append_time,
             log_start_offset: self.log_start_offset(),
+            flush_due,
         })
     }
 
@@ -383,26 +390,19 @@ impl PartitionLog {
             messages += h.record_count.max(0) as u64;
         }
         self.log_end_offset.store(next, Ordering::Release);
-        self.count_unflushed(&mut writer, messages, &config)?;
+        if self.count_unflushed(&mut writer, messages, &config) {
+            self.flush_locked(&mut writer)?;
+        }
         Ok(next)
     }
 
-    /// Counts appended messages toward `flush.messages` and flushes when it is reached.
-    fn count_unflushed(
-        &self,
-        writer: &mut WriterState,
-        messages: u64,
-        config: &LogConfig,
-    ) -> Result<(), LogError> {
+    /// Counts appended messages toward `flush.messages`: whether it is reached.
+    fn count_unflushed(&self, writer: &mut WriterState, messages: u64, config: &LogConfig) -> bool {
         writer.unflushed_messages += messages;
         writer.first_unflushed_ms.get_or_insert_with(now_ms);
-        if config
+        config
             .flush_messages
             .is_some_and(|n| writer.unflushed_messages >= n)
-        {
-            self.flush_locked(writer)?;
-        }
-        Ok(())
     }
 
     /// Follower changes (appends, truncations) are made for a fetch sent in one leader epoch;
