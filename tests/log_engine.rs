@@ -202,6 +202,54 @@ fn torn_tail_at_every_byte_keeps_exactly_the_valid_prefix() {
     }
 }
 
+/// Durable acks' sync: records (across a roll) are fsynced and counted as synced while the
+/// recovery point stays for `flush`; `flush.messages` counts again from the sync; a truncation
+/// takes back what it removes; a restart rebuilds indexes past the recovery point.
+#[test]
+fn sync_records_makes_records_durable_and_leaves_the_recovery_point() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        flush_messages: Some(8),
+        ..small_config()
+    };
+    let m = open(dir.path(), &config);
+    let log = m.get_or_create("t", 0, config.clone()).expect("create");
+    let first = log.append(encode(4, 1, 100), 0).expect("append");
+    assert!(!first.flush_due);
+    let mut ts = 1;
+    let info = loop {
+        ts += 1;
+        let info = log.append(encode(4, ts, 100), 0).expect("append");
+        if info.flush_due {
+            break info;
+        }
+    };
+    assert_eq!(info.last_offset, 7, "due at the 8th message");
+    let mut rolled = info;
+    for i in 0..200 {
+        rolled = log.append(encode(4, 100 + i, 100), 0).expect("append");
+    }
+    assert!(log.segment_count() > 1, "rolled");
+    let recovery_point = log.recovery_point();
+    log.sync_records().expect("sync");
+    assert_eq!(log.synced_to(), rolled.last_offset + 1);
+    assert_eq!(log.recovery_point(), recovery_point, "left to flush");
+    let next = log.append(encode(4, 999, 100), 0).expect("append");
+    assert!(!next.flush_due, "counting starts again after the sync");
+
+    log.truncate_to(100, 0).expect("truncate");
+    assert_eq!(log.synced_to(), 100);
+    log.sync_records().expect("sync");
+    assert_eq!(log.synced_to(), 100, "nothing past the end");
+    let end = log.log_end_offset();
+    drop(log);
+    drop(m);
+    let m = open(dir.path(), &config);
+    let log = m.get("t", 0).expect("log");
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(read_all(&m, 0).len() as i64, end);
+}
+
 /// Recovery does not flush (thousands of fsyncs made restarts slow), so the recovery point
 /// stays where the crash left it and a second crash scans the same segment again.
 #[test]

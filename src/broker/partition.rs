@@ -84,19 +84,19 @@ impl Partition {
         }
     }
 
-    /// Returns once everything below `upto` is fsynced: group commit for `flush.messages`.
-    /// The fsync runs off the async workers, without blocking appends to other partitions,
-    /// and one fsync covers every append that came while the previous one ran.
+    /// Returns once the records below `upto` are fsynced: group commit for `flush.messages`.
+    /// The fsync runs off the async workers and outside the log's writer lock, and one fsync
+    /// covers every append that came while the previous one ran.
     pub async fn wait_durable(&self, upto: i64) -> Result<(), LogError> {
-        if self.log.recovery_point() >= upto {
+        if self.log.synced_to() >= upto {
             return Ok(());
         }
         let _gate = self.flush_gate.lock().await;
-        if self.log.recovery_point() >= upto {
+        if self.log.synced_to() >= upto {
             return Ok(());
         }
         let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.flush())
+        tokio::task::spawn_blocking(move || log.sync_records())
             .await
             .unwrap_or_else(|e| Err(LogError::task_failed(self.log.topic(), e)))
     }

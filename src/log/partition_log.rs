@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::batch::{self, BatchHeader};
@@ -76,8 +76,15 @@ pub struct PartitionLog {
     /// Set while this replica leads with an ISR of itself alone: an append is committed as
     /// soon as it is written. Otherwise followers' fetches move the high watermark.
     pub(super) hw_follows_end: AtomicBool,
-    /// Everything below this offset is known to be on disk (fsynced).
+    /// Everything below this offset is known to be on disk (fsynced), indexes and epochs too.
     pub(super) recovery_point: AtomicI64,
+    /// The records below this offset are fsynced in their segment files (their indexes and
+    /// epochs may not be: a restart rebuilds those past the recovery point). What durable acks
+    /// wait on.
+    pub(super) synced_to: AtomicI64,
+    /// Counts truncations (under the writer lock), so a sync that ran across one does not
+    /// claim offsets the truncation gave back.
+    pub(super) truncations: AtomicU64,
     /// Shared by every log in the directory: failed on an I/O failure, after which nothing is
     /// written there (Kafka takes the log directory offline); full while writes find no space.
     pub(super) health: Arc<DirHealth>,
@@ -129,6 +136,11 @@ impl PartitionLog {
     }
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// The records below this offset are fsynced (see `sync_records`).
+    pub fn synced_to(&self) -> i64 {
+        self.synced_to.load(Ordering::Acquire)
     }
     /// Followers' fetches (on the leader) or the leader's answers (on a follower) move this;
     /// it never passes the log end. Returns whether it moved.
@@ -288,7 +300,7 @@ impl PartitionLog {
                     log_start_offset: self.log_start_offset(),
                     // Its first append may still wait on its fsync: this answer must too.
                     flush_due: config.flush_messages.is_some()
-                        && self.recovery_point() <= original.last_offset,
+                        && self.synced_to() <= original.last_offset,
                 });
             }
         }
@@ -538,11 +550,57 @@ impl PartitionLog {
         if new_files && self.files.durability() == Durability::Fsync {
             self.fail_on_io(checkpoint::sync_dir(&self.dir))?;
         }
+        self.synced_to.fetch_max(end, Ordering::AcqRel);
         if epochs_written {
             self.recovery_point.store(end, Ordering::Release);
         }
         writer.unflushed_messages = 0;
         writer.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable for durable acks (`flush.messages`): one
+    /// fdatasync of each segment file holding records not yet synced (and of the directory
+    /// when one of them is new), taken outside the writer lock so appends go on meanwhile and
+    /// the next sync covers them all (group commit). Indexes, epochs and the recovery point are
+    /// left to `flush`: a restart rebuilds them from the records.
+    pub fn sync_records(&self) -> Result<(), LogError> {
+        let (end, truncations, segments, new_files) = {
+            let mut writer = self.lock_writer();
+            let end = self.log_end_offset();
+            let from = self.synced_to();
+            if from >= end {
+                return Ok(());
+            }
+            // This sync covers them: `flush.messages` counts from here.
+            writer.unflushed_messages = 0;
+            let segments: Vec<_> = self
+                .segments_snapshot()
+                .into_iter()
+                .filter(|s| s.next_offset() > from)
+                .collect();
+            let new_files = segments.iter().any(|s| s.base_offset() >= from);
+            (
+                end,
+                self.truncations.load(Ordering::Acquire),
+                segments,
+                new_files,
+            )
+        };
+        for seg in &segments {
+            match seg.sync_records() {
+                // Truncated or retired meanwhile: none of its records are to be kept.
+                Err(_) if seg.is_deleted() => {}
+                r => self.fail_on_io(r)?,
+            }
+        }
+        if new_files && self.files.durability() == Durability::Fsync {
+            self.fail_on_io(checkpoint::sync_dir(&self.dir))?;
+        }
+        let _writer = self.lock_writer();
+        if self.truncations.load(Ordering::Acquire) == truncations {
+            self.synced_to.fetch_max(end, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -874,6 +932,8 @@ impl PartitionLog {
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
+        self.synced_to.fetch_min(new_end, Ordering::AcqRel);
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
         let r = writer.epochs.truncate_from_end(new_end);
         self.fail_on_io(r)?;

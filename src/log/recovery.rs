@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
@@ -326,6 +326,12 @@ impl PartitionLog {
         if stats.segments_scanned > 0 {
             tracing::info!(topic = %p.topic, partition = p.partition, ?stats, log_end, "recovered partition log");
         }
+        // Only a flush moves the recovery point past what was flushed before the crash.
+        let recovery_point = if p.clean_shutdown {
+            log_end
+        } else {
+            p.recovery_point.clamp(log_start, log_end)
+        };
         let log = PartitionLog {
             dir: p.dir,
             topic: p.topic,
@@ -346,14 +352,11 @@ impl PartitionLog {
                     .map_or(log_start, |hw| hw.clamp(log_start, log_end)),
             ),
             hw_follows_end: AtomicBool::new(true),
-            // Only a flush moves the recovery point past what was flushed before the crash.
-            recovery_point: AtomicI64::new(if p.clean_shutdown {
-                log_end
-            } else {
-                p.recovery_point.clamp(log_start, log_end)
-            }),
+            recovery_point: AtomicI64::new(recovery_point),
+            synced_to: AtomicI64::new(recovery_point),
             health: p.health,
             deleting: AtomicBool::new(false),
+            truncations: AtomicU64::new(0),
         };
         Ok((log, stats))
     }

@@ -398,6 +398,11 @@ impl Segment {
         }
     }
 
+    /// fsyncs the log file alone (durable acks; indexes are rebuilt from it after a crash).
+    pub fn sync_records(&self) -> Result<(), LogError> {
+        self.files.sync_data(&*self.file()?, &self.log_path)
+    }
+
     /// fsyncs the log, then writes and fsyncs the indexes' new entries. On a full disk the
     /// entries wait in memory for the next flush: an index file is a sparse prefix of its
     /// index, so lookups stay correct (they scan on from an earlier entry).
