@@ -51,8 +51,9 @@ pub struct Partition {
     state: Mutex<LeaderState>,
     /// The high watermark, for acks=all produces waiting on it (the purgatory).
     hw: watch::Sender<i64>,
-    /// One flush of the log at a time for produces waiting on durability; those queued
-    /// behind it are covered by it or by the next, which takes in every append made meanwhile.
+    /// One sync of the log's records at a time for produces waiting on durability; those
+    /// queued behind it are covered by it or by the next, which takes in every append made
+    /// meanwhile.
     flush_gate: tokio::sync::Mutex<()>,
 }
 
