@@ -604,3 +604,82 @@ fn queued_request_bytes_hold_back_large_requests_not_the_broker() {
     );
     assert!(closed(&mut hog));
 }
+
+/// Requests sent back to back without waiting: produce requests on a durable topic are
+/// appended while those before them wait for their fsync, a request of another kind waits for
+/// everything before it, and every answer comes back in the order its request was sent.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse};
+
+    let broker = BrokerProcess::start(&["--set", "log.flush.interval.messages=1"]);
+    let mut s = connect(&broker.addr);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("durable")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 1, &create))
+        .expect("write");
+    read_frame(&mut s).expect("create response");
+
+    let produce = |acks: i16| {
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("durable")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch(2))))])])
+    };
+    let latest = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("durable")))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    // Correlation ids 10..=17: five produce requests, a ListOffsets, two more produce requests.
+    let mut burst = Vec::new();
+    for cid in 10..15 {
+        burst.extend(request(
+            ApiKey::Produce,
+            9,
+            cid,
+            &produce(if cid % 2 == 0 { -1 } else { 1 }),
+        ));
+    }
+    burst.extend(request(ApiKey::ListOffsets, 1, 15, &latest));
+    for cid in 16..18 {
+        burst.extend(request(ApiKey::Produce, 9, cid, &produce(-1)));
+    }
+    s.write_all(&burst).expect("write");
+
+    let mut next_offset = 0;
+    for cid in 10..18 {
+        let mut frame = read_frame(&mut s).expect("answer");
+        if cid == 15 {
+            let header = ResponseHeader::decode(&mut frame, 0).expect("header");
+            assert_eq!(header.correlation_id, cid);
+            let resp = ListOffsetsResponse::decode(&mut frame, 1).expect("body");
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.offset),
+                (0, 10),
+                "sees every produce before it"
+            );
+            continue;
+        }
+        let header = ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9))
+            .expect("header");
+        assert_eq!(header.correlation_id, cid, "answers in request order");
+        let resp = ProduceResponse::decode(&mut frame, 9).expect("body");
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, next_offset));
+        next_offset += 2;
+    }
+    assert_eq!(next_offset, 14);
+}

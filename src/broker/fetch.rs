@@ -1,6 +1,7 @@
 //! Fetch: long polling on min_bytes / max_wait_ms, byte limits per partition and per response
 //! (at least one whole batch, KIP-74), sessionless answers to clients that ask for a session.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use tokio::sync::Notify;
 
 use super::Broker;
 use crate::log::LogError;
@@ -88,17 +90,21 @@ impl Broker {
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let mut tally = Vec::new();
+        // Woken by the partitions it reads when they grow, and by any new metadata image (a
+        // partition it waits on may have moved).
+        let grown = Arc::new(Notify::new());
+        let mut images = self.published.subscribe();
         loop {
-            // Register for the wake-up before reading, so an append in between is not missed.
-            let notified = self.appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             tally.clear();
-            let (response, files, bytes, errored) =
-                self.fetch_once(&req, version, listener, &mut tally);
-            let done = bytes >= req.min_bytes.max(0) as usize
-                || errored
-                || tokio::time::Instant::now() >= deadline;
+            let may_wait = req.min_bytes > 0 && tokio::time::Instant::now() < deadline;
+            let (response, files, bytes, errored) = self.fetch_once(
+                &req,
+                version,
+                listener,
+                &mut tally,
+                may_wait.then_some(&grown),
+            );
+            let done = !may_wait || bytes >= req.min_bytes.max(0) as usize || errored;
             if done {
                 let follower = replica_id(&req, version).is_some();
                 for t in &tally {
@@ -108,7 +114,8 @@ impl Broker {
                 return (response, files);
             }
             tokio::select! {
-                _ = &mut notified => {}
+                _ = grown.notified() => {}
+                Ok(()) = images.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
@@ -116,13 +123,15 @@ impl Broker {
 
     /// One pass over the requested partitions: the response, its record bytes, and whether
     /// any partition had an error (which answers at once, as Kafka does); `tally` gets the
-    /// bytes and failed partitions of each known topic.
+    /// bytes and failed partitions of each known topic. `grown`, if the fetch may wait, is
+    /// registered with each partition before it is read.
     fn fetch_once(
         &self,
         req: &FetchRequest,
         version: i16,
         listener: &str,
         tally: &mut Vec<TopicTally>,
+        grown: Option<&Arc<Notify>>,
     ) -> (FetchResponse, FileRecords, usize, bool) {
         let mut budget = if req.max_bytes > 0 {
             req.max_bytes as usize
@@ -137,7 +146,6 @@ impl Broker {
         let mut leaders = std::collections::BTreeSet::new();
         let replica = replica_id(req, version);
         let now = crate::log::LogManager::now_ms();
-        let mut hw_moved = false;
         for ft in &req.topics {
             let topic = if version >= FIRST_TOPIC_ID_VERSION {
                 self.metadata.by_id(ft.topic_id)
@@ -205,7 +213,6 @@ impl Broker {
                         let eligible = image.live_broker(r).is_some();
                         let effect =
                             partition.on_follower_fetch(reg, r, fp.fetch_offset, now, eligible);
-                        hw_moved |= effect.hw_advanced;
                         if let Some(isr) = effect.expand {
                             let _ = self.isr_changes.send(super::IsrChange {
                                 topic: topic.name.clone(),
@@ -220,6 +227,9 @@ impl Broker {
                     Some(_) => log.log_end_offset(),
                     None => log.high_watermark(),
                 };
+                if let Some(grown) = grown {
+                    log.wake_on_growth(grown);
+                }
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
                 // KIP-74: the first partition with data may exceed the limits by one batch.
                 let min_one = total == 0;
@@ -275,9 +285,6 @@ impl Broker {
                     .with_topic_id(ft.topic_id)
                     .with_partitions(parts),
             );
-        }
-        if hw_moved {
-            self.appended.notify_waiters();
         }
         // Session id 0: no incremental session is created (KIP-227 lets a broker decline), so
         // clients keep sending full fetch requests.

@@ -57,8 +57,6 @@ pub struct Broker {
     pub metrics: crate::metrics::BrokerMetrics,
     /// When the broker opened (the start of the first metrics window).
     pub started: std::time::Instant,
-    /// Woken after every append so long-polling fetches look again.
-    pub appended: tokio::sync::Notify,
     /// The offset of the last image published to `metadata`.
     pub(crate) published: tokio::sync::watch::Sender<u64>,
     /// Partitions assigned here whose log could not be opened or created, with why: a
@@ -139,7 +137,6 @@ impl Broker {
             groups,
             metrics: crate::metrics::BrokerMetrics::default(),
             started: std::time::Instant::now(),
-            appended: tokio::sync::Notify::new(),
             unavailable: dashmap::DashMap::new(),
             published: tokio::sync::watch::channel(0).0,
         })

@@ -187,11 +187,11 @@ impl Partition {
     }
 
     /// A new image: when this partition's registration changed, its committed ISR replaces
-    /// any change in flight. Returns whether the high watermark moved.
-    pub fn refresh(&self, reg: &PartitionRegistration) -> bool {
+    /// any change in flight.
+    pub fn refresh(&self, reg: &PartitionRegistration) {
         let mut state = self.lock();
         if state.partition_epoch == reg.partition_epoch {
-            return false;
+            return;
         }
         state.partition_epoch = reg.partition_epoch;
         state.pending_isr = None;
@@ -200,15 +200,14 @@ impl Partition {
 
     /// Takes the image's ISR as the one the high watermark follows, and whether this replica
     /// alone is the ISR (then appends commit at once).
-    fn adopt_isr(&self, state: &mut LeaderState, reg: &PartitionRegistration) -> bool {
+    fn adopt_isr(&self, state: &mut LeaderState, reg: &PartitionRegistration) {
         state.isr = reg.isr.clone();
         let alone = reg.isr.iter().all(|r| *r == reg.leader);
         if alone != self.log.hw_follows_end() {
             self.log.set_hw_follows_end(alone);
         }
-        let moved = self.advance_hw_locked(state, reg);
+        self.advance_hw_locked(state, reg);
         self.hw.send_replace(self.log.high_watermark());
-        moved
     }
 
     /// The ISR without the followers that have not caught up within `lag_ms`, if any must go

@@ -9,6 +9,8 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant};
 
 use super::purgatory::Waiting;
 use super::Broker;
@@ -49,15 +51,34 @@ fn failed_with_hint(
     }
 }
 
+/// A partition's fsync for durable acks, running.
+type Sync = JoinHandle<Result<(), LogError>>;
+
+/// A produce request whose records are appended, its answer waiting on fsyncs (durable acks)
+/// and on the followers (acks=all). Appending and waiting are apart so a connection can append
+/// its next produce while this one waits, and one fsync covers both (group commit).
+pub struct PendingProduce {
+    responses: Vec<TopicProduceResponse>,
+    /// Leaders that NOT_LEADER_OR_FOLLOWER answers name (KIP-951).
+    leaders: BTreeSet<i32>,
+    /// (topic, partition) positions in `responses` and the sync each waits on.
+    flushes: Vec<(usize, usize, Sync)>,
+    waits: Vec<(usize, usize, Waiting)>,
+    /// The request's timeout, from when it was appended.
+    deadline: Instant,
+}
+
+impl PendingProduce {
+    /// Whether the answer must wait for anything.
+    pub fn waits(&self) -> bool {
+        !self.flushes.is_empty() || !self.waits.is_empty()
+    }
+}
+
 impl Broker {
-    /// `listener`: the one the request arrived on, whose endpoints leader hints name.
-    pub async fn produce(
-        &self,
-        req: ProduceRequest,
-        version: i16,
-        listener: &str,
-    ) -> ProduceResponse {
-        let mut appended = false;
+    /// Appends a produce request's records; `finish_produce` answers it.
+    pub fn append_produce(&self, req: ProduceRequest, version: i16) -> PendingProduce {
+        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
         let image = self.metadata.image();
         let mut leaders = BTreeSet::new();
         let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -124,7 +145,6 @@ impl Broker {
                 };
                 match log.append(records.to_vec(), reg.leader_epoch) {
                     Ok(info) => {
-                        appended = true;
                         let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
                         if let Some(s) = sizes.last_mut() {
                             s.1 = n;
@@ -187,9 +207,25 @@ impl Broker {
                     .with_partition_responses(parts),
             );
         }
-        if appended {
-            self.appended.notify_waiters();
+        PendingProduce {
+            responses,
+            leaders,
+            flushes,
+            waits,
+            deadline,
         }
+    }
+
+    /// Waits for what `pending` needs and answers it; `listener`: the one the request arrived
+    /// on, whose endpoints leader hints name.
+    pub async fn finish_produce(&self, pending: PendingProduce, listener: &str) -> ProduceResponse {
+        let PendingProduce {
+            mut responses,
+            mut leaders,
+            flushes,
+            waits,
+            deadline,
+        } = pending;
         // Durable acks: the partitions' fsyncs, started as each append finished, run at once.
         for (topic, part, flush) in flushes {
             let flushed = flush.await;
@@ -200,8 +236,6 @@ impl Broker {
         }
         // acks=all: each partition answers once its high watermark passes the batch (the
         // purgatory); every wait shares the request's timeout.
-        let deadline = tokio::time::Instant::now()
-            + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
         for (topic, part, w) in waits {
             if let Err(e) = self.await_replication(&w, deadline).await {
                 // Leadership moved while it waited: name the new leader as of now.

@@ -28,7 +28,6 @@ impl Broker {
     pub fn apply_image(&self, image: Arc<MetadataImage>) -> Result<(), TopicError> {
         let previous = self.metadata.image();
         let now = LogManager::now_ms();
-        let mut hw_moved = false;
         let mut first_error = None;
         self.unavailable
             .retain(|(t, p), _| image.partition(t, *p).is_some());
@@ -51,8 +50,7 @@ impl Broker {
                     None => self.apply_partition(t, p as i32, reg, now),
                 };
                 match applied {
-                    Ok(moved) => {
-                        hw_moved |= moved;
+                    Ok(()) => {
                         self.unavailable.remove(&key);
                     }
                     Err(e) => {
@@ -98,9 +96,6 @@ impl Broker {
         let offset = image.offset;
         self.metadata.publish(image);
         self.published.send_replace(offset);
-        if hw_moved {
-            self.appended.notify_waiters();
-        }
         first_error.map_or(Ok(()), Err)
     }
 
@@ -135,18 +130,17 @@ impl Broker {
             .collect())
     }
 
-    /// Makes one partition assigned in the image match it here; true when a leader's high
-    /// watermark moved.
+    /// Makes one partition assigned in the image match it here.
     fn apply_partition(
         &self,
         t: &crate::metadata::Topic,
         p: i32,
         reg: &crate::metadata::PartitionRegistration,
         now: i64,
-    ) -> Result<bool, TopicError> {
+    ) -> Result<(), TopicError> {
         let me = self.config.node_id;
         if !reg.replicas.contains(&me) {
-            return Ok(false);
+            return Ok(());
         }
         let log = self.logs.get_or_create(&t.name, p, t.config.clone())?;
         if *log.config() != t.config {
@@ -158,7 +152,7 @@ impl Broker {
             if self.leaders.remove(&key).is_some() || log.hw_follows_end() {
                 log.set_hw_follows_end(false);
             }
-            return Ok(false);
+            return Ok(());
         }
         let current = self
             .leaders
@@ -175,7 +169,8 @@ impl Broker {
                 p
             }
         };
-        Ok(partition.refresh(reg))
+        partition.refresh(reg);
+        Ok(())
     }
 
     /// Deletes partition directories the caught-up image does not assign here: leftovers of a

@@ -16,6 +16,7 @@
 //! | `checkpoint`, `epoch_cache` | OffsetCheckpointFile, LeaderEpochFileCache |
 //! | `file_cache` | the bounded set of open segment files |
 //! | `file_slice` | FileRecords: batches named by file position, sent without copying |
+//! | `growth` | the fetch purgatory's keys: fetches waiting for a log to grow |
 //! | `parallel` | start-up work spread over threads |
 //! | `cleaner` | LogCleaner: compaction of `cleanup.policy=compact` logs |
 //! | `codec` | decompression bounded by a limit (CompressionType's streams) |
@@ -31,6 +32,7 @@ pub mod epoch_cache;
 pub mod error;
 pub mod file_cache;
 pub mod file_slice;
+pub mod growth;
 pub mod index;
 pub mod manager;
 mod mmap;

@@ -18,6 +18,7 @@ use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::file_cache::FileCache;
 use super::file_slice::FileSlice;
+use super::growth::GrowthWaiters;
 use super::segment::{Segment, SegmentConfig};
 use crate::producer::state::{self, Check, ProducerStateManager};
 
@@ -91,6 +92,8 @@ pub struct PartitionLog {
     /// Set (under the writer lock) when the partition is being deleted: its directory is
     /// about to be renamed away, so the cleaner must not swap files in it.
     pub(super) deleting: AtomicBool,
+    /// Fetches waiting for the log end or the high watermark to move.
+    pub(super) growth: GrowthWaiters,
 }
 
 /// Renames a file to `*.deleted` so no listing sees it again; the caller removes it later.
@@ -146,7 +149,17 @@ impl PartitionLog {
     /// it never passes the log end. Returns whether it moved.
     pub fn set_high_watermark(&self, hw: i64) -> bool {
         let hw = hw.min(self.log_end_offset());
-        self.high_watermark.swap(hw, Ordering::AcqRel) != hw
+        let moved = self.high_watermark.swap(hw, Ordering::AcqRel) != hw;
+        if moved {
+            self.growth.wake();
+        }
+        moved
+    }
+
+    /// Wakes `waiter` (once) when the log end or the high watermark next moves: a long-polling
+    /// fetch registers before it reads.
+    pub fn wake_on_growth(&self, waiter: &Arc<tokio::sync::Notify>) {
+        self.growth.register(waiter);
     }
 
     pub fn hw_follows_end(&self) -> bool {
@@ -158,8 +171,10 @@ impl PartitionLog {
         let _writer = self.lock_writer();
         self.hw_follows_end.store(on, Ordering::Release);
         if on {
-            self.high_watermark
-                .store(self.log_end_offset(), Ordering::Release);
+            let end = self.log_end_offset();
+            if self.high_watermark.swap(end, Ordering::AcqRel) != end {
+                self.growth.wake();
+            }
         }
     }
 
@@ -339,6 +354,8 @@ impl PartitionLog {
             self.high_watermark.store(next, Ordering::Release);
         }
         let flush_due = self.count_unflushed(&mut writer, messages, &config);
+        drop(writer);
+        self.growth.wake();
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,

@@ -356,6 +356,7 @@ impl PartitionLog {
             synced_to: AtomicI64::new(recovery_point),
             health: p.health,
             deleting: AtomicBool::new(false),
+            growth: Default::default(),
             truncations: AtomicU64::new(0),
         };
         Ok((log, stats))

@@ -1,6 +1,7 @@
 //! One client connection: read a length-prefixed frame, hand it to the dispatcher, write the
-//! response, repeat. Requests on a connection are answered strictly in order, one at a time,
-//! as Kafka does (pipelined requests wait in the socket buffer).
+//! response, repeat. Requests on a connection are answered strictly in order. As in Kafka, a
+//! request is handled only once those before it are answered, with one exception: produce
+//! requests behind a produce that waits for its fsync or its followers are appended meanwhile.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -8,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 
 use crate::broker::Broker;
 use crate::metrics;
 use crate::net::framing::{self, FrameError};
-use crate::net::limits::QueuedRequestBytes;
+use crate::net::limits::{QueuedRequest, QueuedRequestBytes};
 use crate::net::send::send_frame;
 use crate::protocol::dispatch::{self, Outcome, RequestContext};
 
@@ -107,6 +109,27 @@ impl WarningBudget {
     }
 }
 
+/// How many produce requests a connection may have appended and not yet answered. While the
+/// oldest waits for its fsync (durable acks) or its followers (acks=all), the ones behind it
+/// are appended, so one fsync and one replication round cover them all; answers still go out
+/// in order. Kafka answers one request at a time; librdkafka and the Java producer keep up to
+/// 5 in flight with idempotence.
+const PIPELINE_DEPTH: u32 = 8;
+
+/// A request handled and not yet answered, with what it holds until it is.
+struct Answer<'a> {
+    outcome: Outcome<'a>,
+    /// Its bytes' place in `queued.max.request.bytes`.
+    _queued: Option<QueuedRequest>,
+    _slot: SemaphorePermit<'a>,
+    key: i16,
+    version: i16,
+    /// The Fetch kind it is also timed as (follower or consumer).
+    fetch_kind: Option<i16>,
+    received: Instant,
+    dequeued: Instant,
+}
+
 async fn run(
     stream: TcpStream,
     broker: &Broker,
@@ -114,7 +137,38 @@ async fn run(
     queued: &QueuedRequestBytes,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
+    let pipeline = Semaphore::new(PIPELINE_DEPTH as usize);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reader = read_requests(rd, broker, ctx, queued, shutdown, &pipeline, tx);
+    let writer = write_answers(wr.as_ref(), rx, broker, idle);
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        // The requests already handled are still answered (a shutdown, a bad request).
+        end = &mut reader => match writer.await {
+            Err(failed) if matches!(end, End::Shutdown) => failed,
+            _ => end,
+        },
+        answered = &mut writer => match answered {
+            Err(failed) => failed,
+            Ok(()) => reader.await,
+        },
+    }
+}
+
+/// Reads and handles requests in order. A produce is handled while earlier produce requests
+/// wait for their answers (up to `PIPELINE_DEPTH`); any other request first waits until
+/// everything before it is answered, as in Kafka.
+async fn read_requests<'a>(
+    mut rd: OwnedReadHalf,
+    broker: &'a Broker,
+    ctx: &'a RequestContext<'a>,
+    queued: &QueuedRequestBytes,
+    shutdown: &mut watch::Receiver<bool>,
+    pipeline: &'a Semaphore,
+    answers: mpsc::UnboundedSender<Answer<'a>>,
+) -> End {
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
     let mut buf = framing::buffer();
@@ -141,7 +195,7 @@ async fn run(
             Err(e) => Err(e),
         };
         // Held until the request is answered.
-        let _queued = match &size {
+        let reserved = match &size {
             Ok(size) => queued.reserve(*size).await,
             Err(_) => None,
         };
@@ -167,30 +221,81 @@ async fn run(
             last_read = now;
         }
         let (key, version) = framing::api_key_and_version(&frame);
-        match dispatch::handle(broker, frame, ctx).await {
-            Outcome::Respond(response) => match send_frame(wr.as_ref(), &response, idle).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return End::Stalled("a response the client does not read")
-                }
-                Err(e) => return End::Io(e),
-            },
-            Outcome::Silent => {}
-            Outcome::Close(reason) => return End::Protocol(reason),
+        if key != ApiKey::Produce as i16 {
+            // Closed only when the connection ends, with the answers it waited for.
+            if pipeline.acquire_many(PIPELINE_DEPTH).await.is_err() {
+                return End::Shutdown;
+            }
         }
-        let times = metrics::RequestTimes {
-            total: received.elapsed(),
-            queue: now - received,
+        let Ok(slot) = pipeline.acquire().await else {
+            return End::Shutdown;
         };
-        broker.metrics.request_done(key, version, times);
-        if key == ApiKey::Fetch as i16 {
-            let kind = match ctx.follower_fetch.load(Relaxed) {
+        let outcome = dispatch::handle(broker, frame, ctx).await;
+        let fetch_kind =
+            (key == ApiKey::Fetch as i16).then(|| match ctx.follower_fetch.load(Relaxed) {
                 true => metrics::FETCH_FOLLOWER,
                 false => metrics::FETCH_CONSUMER,
-            };
-            broker.metrics.request_done(kind, version, times);
+            });
+        let answer = Answer {
+            outcome,
+            _queued: reserved,
+            _slot: slot,
+            key,
+            version,
+            fetch_kind,
+            received,
+            dequeued: now,
+        };
+        match answer.outcome {
+            Outcome::Close(reason) => return End::Protocol(reason),
+            Outcome::Silent => answer.done(broker),
+            _ => {
+                if answers.send(answer).is_err() {
+                    return End::Shutdown;
+                }
+            }
         }
         framing::release(&mut buf);
+    }
+}
+
+/// Sends the answers in the order their requests came, each once it is ready.
+async fn write_answers<'a>(
+    wr: &TcpStream,
+    mut answers: mpsc::UnboundedReceiver<Answer<'a>>,
+    broker: &Broker,
+    idle: Duration,
+) -> Result<(), End> {
+    while let Some(mut answer) = answers.recv().await {
+        let outcome = std::mem::replace(&mut answer.outcome, Outcome::Silent);
+        let response = match outcome {
+            Outcome::Respond(response) => response,
+            Outcome::Deferred(ready) => ready.await.map_err(End::Protocol)?,
+            Outcome::Silent => continue,
+            Outcome::Close(reason) => return Err(End::Protocol(reason)),
+        };
+        match send_frame(wr, &response, idle).await {
+            Ok(()) => answer.done(broker),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(End::Stalled("a response the client does not read"))
+            }
+            Err(e) => return Err(End::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+impl Answer<'_> {
+    /// Times the request, from its arrival to its answer.
+    fn done(&self, broker: &Broker) {
+        let times = metrics::RequestTimes {
+            total: self.received.elapsed(),
+            queue: self.dequeued - self.received,
+        };
+        broker.metrics.request_done(self.key, self.version, times);
+        if let Some(kind) = self.fetch_kind {
+            broker.metrics.request_done(kind, self.version, times);
+        }
     }
 }
 

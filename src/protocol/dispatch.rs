@@ -1,6 +1,9 @@
 //! From one request frame to one response frame: header decode, version check, typed decode,
 //! the handler call, and encoding with the right response-header version.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -14,8 +17,11 @@ use crate::broker::{Broker, Client};
 const FIRST_FLEXIBLE_FETCH_VERSION: i16 = 12;
 
 /// What the connection does after a request.
-pub enum Outcome {
+pub enum Outcome<'a> {
     Respond(ResponseFrame),
+    /// A produce whose records are appended, its answer waiting on fsyncs or followers: the
+    /// connection may go on appending the produce requests behind it, answering in order.
+    Deferred(Pin<Box<dyn Future<Output = Result<ResponseFrame, String>> + Send + 'a>>),
     /// acks=0 produce: no response is sent.
     Silent,
     /// The request could not be understood (or an acks=0 produce failed): Kafka closes the
@@ -31,7 +37,20 @@ fn frame(
     body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
     files: FileRecords,
     flexible: bool,
-) -> Outcome {
+) -> Outcome<'static> {
+    match encode(correlation_id, header_version, body, files, flexible) {
+        Ok(frame) => Outcome::Respond(frame),
+        Err(reason) => Outcome::Close(reason),
+    }
+}
+
+fn encode(
+    correlation_id: i32,
+    header_version: i16,
+    body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+    files: FileRecords,
+    flexible: bool,
+) -> Result<ResponseFrame, String> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
@@ -43,15 +62,12 @@ fn frame(
             buf[..4].copy_from_slice(&len.to_be_bytes());
             files.splice(buf, flexible)
         });
-    match r {
-        Ok(frame) => Outcome::Respond(frame),
-        Err(e) => Outcome::Close(format!("could not encode response: {e}")),
-    }
+    r.map_err(|e| format!("could not encode response: {e}"))
 }
 
 /// KIP-511: an ApiVersions request of a version we do not know is answered at v0 with
 /// UNSUPPORTED_VERSION and our ranges, so the client can retry with one we do.
-fn api_versions_fallback(correlation_id: i32) -> Outcome {
+fn api_versions_fallback(correlation_id: i32) -> Outcome<'static> {
     let body = crate::broker::api_versions::response()
         .with_error_code(ResponseError::UnsupportedVersion.code());
     frame(
@@ -89,7 +105,7 @@ pub struct Request {
 /// Decodes a request frame, or says how to answer one that cannot be served: an ApiVersions of
 /// a version we do not know gets KIP-511's fallback; anything else undecodable closes the
 /// connection. Never panics, whatever the bytes (`decode_fuzz` holds it to that).
-pub fn decode(mut frame_bytes: Bytes) -> Result<Request, Outcome> {
+pub fn decode(mut frame_bytes: Bytes) -> Result<Request, Outcome<'static>> {
     if frame_bytes.len() < 8 {
         return Err(Outcome::Close("request shorter than a header".into()));
     }
@@ -130,7 +146,11 @@ pub fn decode(mut frame_bytes: Bytes) -> Result<Request, Outcome> {
     }
 }
 
-pub async fn handle(broker: &Broker, frame_bytes: Bytes, ctx: &RequestContext<'_>) -> Outcome {
+pub async fn handle<'a>(
+    broker: &'a Broker,
+    frame_bytes: Bytes,
+    ctx: &RequestContext<'a>,
+) -> Outcome<'a> {
     let Request {
         api_key,
         version,
@@ -150,7 +170,23 @@ pub async fn handle(broker: &Broker, frame_bytes: Bytes, ctx: &RequestContext<'_
         }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let resp = broker.produce(r, version, ctx.listener).await;
+            let pending = broker.append_produce(r, version);
+            if acks != 0 && pending.waits() {
+                let (correlation_id, listener) = (header.correlation_id, ctx.listener);
+                return Outcome::Deferred(Box::pin(async move {
+                    let response =
+                        ResponseKind::Produce(broker.finish_produce(pending, listener).await);
+                    count_errors(broker, key_raw, &response);
+                    encode(
+                        correlation_id,
+                        api_key.response_header_version(version),
+                        |buf| response.encode(buf, version),
+                        FileRecords::default(),
+                        false,
+                    )
+                }));
+            }
+            let resp = broker.finish_produce(pending, ctx.listener).await;
             if acks == 0 {
                 crate::metrics::errors::produce_codes(&resp, &mut |c| {
                     broker.metrics.error(key_raw, c)
