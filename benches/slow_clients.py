@@ -79,7 +79,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         broker = subprocess.Popen(
             [args.bin, "serve", "--listen", "127.0.0.1:0", "--data", d,
-             "--set", "metrics.listeners="],
+             "--set", "metrics.listeners=", "--set", f"max.connections={args.idle + 1000}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "RUNNEL_LOG": "error,openraft=off"})
         try:

@@ -48,6 +48,18 @@ class Broker:
             self.proc.kill()
             raise RuntimeError(f"runnel did not start: {line!r}")
         self.bootstrap = line.split()[3]
+        # Set when the broker serves /metrics (`metrics.listeners`): host:port.
+        self.metrics = (line.split("metrics on http://")[1].strip().rstrip(")")
+                        if "metrics on http://" in line else None)
+
+    def metric(self, name):
+        """The value of an unlabelled metric from /metrics."""
+        import urllib.request
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "_total "):
+                    return float(line.split()[-1])
+        raise KeyError(name)
 
     def stop(self):
         self.proc.terminate()
@@ -112,10 +124,22 @@ def private_broker():
         b.stop()
 
 
+_next_port = [os.getpid() * 131]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up), where no outgoing
+    connection's source port can take it before the broker binds it."""
+    for _ in range(12768):
+        port = 20000 + _next_port[0] % 12768
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port between 20000 and 32767")
 
 
 class ClusterNode:

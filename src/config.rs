@@ -54,6 +54,11 @@ pub struct Config {
     pub controller_max_records_per_batch: u32,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227) kept at once.
+    pub fetch_session_cache_slots: usize,
+    /// `min.incremental.fetch.session.eviction.ms`: a fetch session unused this long may be
+    /// evicted for a new one, and one younger is safe from eviction by size.
+    pub fetch_session_eviction_ms: i64,
     /// `queued.max.request.bytes`: request bytes held in memory at once, across connections;
     /// None (-1): unbounded.
     pub queued_max_request_bytes: Option<u64>,
@@ -254,6 +259,8 @@ impl Default for Config {
             max_broker_partitions: DEFAULT_MAX_BROKER_PARTITIONS,
             controller_max_records_per_batch: 10_000,
             connections_max_idle_ms: 600_000,
+            fetch_session_cache_slots: 1000,
+            fetch_session_eviction_ms: 120_000,
             queued_max_request_bytes: Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES),
             metrics_listener: Some(DEFAULT_METRICS_LISTENER.to_string()),
             retention_check_interval_ms: 300_000,
@@ -406,6 +413,12 @@ impl Config {
                 }
             }
             "max.broker.partitions" => self.max_broker_partitions = parse_num(key, v)?,
+            "max.incremental.fetch.session.cache.slots" => {
+                self.fetch_session_cache_slots = parse_num(key, v)?
+            }
+            "min.incremental.fetch.session.eviction.ms" => {
+                self.fetch_session_eviction_ms = parse_num(key, v)?
+            }
             "controller.max.records.per.batch" => {
                 self.controller_max_records_per_batch = parse_num(key, v)?;
                 if self.controller_max_records_per_batch == 0 {
@@ -972,6 +985,18 @@ impl Config {
                 self.connections_max_idle_ms.to_string(),
                 Long,
                 "Connections idle, or stalled mid-request or mid-response, are closed after this long.",
+            ),
+            (
+                "max.incremental.fetch.session.cache.slots",
+                self.fetch_session_cache_slots.to_string(),
+                Int,
+                "Fetch sessions (KIP-227) kept at once; a full cache gives up a stale or less valuable session for a new one, or answers without a session.",
+            ),
+            (
+                "min.incremental.fetch.session.eviction.ms",
+                self.fetch_session_eviction_ms.to_string(),
+                Int,
+                "A fetch session unused this long may be evicted; a younger one is not evicted for a bigger one.",
             ),
             (
                 "queued.max.request.bytes",

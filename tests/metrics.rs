@@ -571,6 +571,23 @@ fn replica_metrics_follow_a_follower_down_and_back() {
             "node {id}"
         );
     }
+    // Each follower fetches from the leader in a fetch session of its own (KIP-227).
+    let sessions = "kafka_server_fetchsessioncache_numincrementalfetchsessions";
+    let leader_scrape = &scrapes
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1;
+    assert_eq!(sum(leader_scrape, sessions, &[]), 2.0);
+    assert_eq!(total(sessions), 2.0);
+    assert_eq!(
+        sum(
+            leader_scrape,
+            "kafka_server_fetchsessioncache_numincrementalfetchpartitionscached",
+            &[]
+        ),
+        2.0
+    );
 
     cluster.node(follower).kill9();
     let shrunk = common::cluster::eventually(Duration::from_secs(30), || {

@@ -1,5 +1,6 @@
 //! Fetch: long polling on min_bytes / max_wait_ms, byte limits per partition and per response
-//! (at least one whole batch, KIP-74), sessionless answers to clients that ask for a session.
+//! (at least one whole batch, KIP-74), within a fetch session (KIP-227, `fetch_session`) when
+//! the client keeps one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::Notify;
 
+use super::fetch_session::FetchContext;
 use super::Broker;
 use crate::log::LogError;
 use crate::protocol::errors;
@@ -83,10 +85,19 @@ impl Broker {
     /// `listener`: the one the request arrived on, whose endpoints leader hints name.
     pub async fn fetch(
         &self,
-        req: FetchRequest,
+        mut req: FetchRequest,
         version: i16,
         listener: &str,
     ) -> (FetchResponse, FileRecords) {
+        let follower = replica_id(&req, version).is_some();
+        let now = crate::log::LogManager::now_ms();
+        let context = self
+            .fetch_sessions
+            .new_context(&mut req, version, follower, now);
+        if let FetchContext::Error(e) = context {
+            let response = FetchResponse::default().with_error_code(e.code());
+            return (response, FileRecords::default());
+        }
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let mut tally = Vec::new();
@@ -106,12 +117,20 @@ impl Broker {
             );
             let done = !may_wait || bytes >= req.min_bytes.max(0) as usize || errored;
             if done {
-                let follower = replica_id(&req, version).is_some();
                 for t in &tally {
                     let topic = self.metrics.topic(&t.topic.name);
                     self.metrics.fetched(&topic, t.bytes, t.failed, follower);
                 }
-                return (response, files);
+                let mut response = response;
+                let now = crate::log::LogManager::now_ms();
+                return match self
+                    .fetch_sessions
+                    .finish(context, &req, version, &mut response, now)
+                {
+                    true => (response, files),
+                    // Its answer has no partitions left for the files to go in.
+                    false => (response, FileRecords::default()),
+                };
             }
             tokio::select! {
                 _ = grown.notified() => {}
@@ -286,11 +305,8 @@ impl Broker {
                     .with_partitions(parts),
             );
         }
-        // Session id 0: no incremental session is created (KIP-227 lets a broker decline), so
-        // clients keep sending full fetch requests.
         (
             FetchResponse::default()
-                .with_session_id(0)
                 .with_responses(topics)
                 .with_node_endpoints(
                     Self::endpoints(&image, &leaders, listener)

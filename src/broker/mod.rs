@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod configs;
 pub mod fetch;
+pub mod fetch_session;
 pub mod groups;
 pub mod init_producer_id;
 pub mod leader_epoch;
@@ -53,6 +54,8 @@ pub struct Broker {
     pub cluster: Arc<Cluster>,
     pub producer_ids: ProducerIdManager,
     pub groups: GroupCoordinator,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: fetch_session::FetchSessionCache,
     /// The request path's counters, read by `/metrics`.
     pub metrics: crate::metrics::BrokerMetrics,
     /// When the broker opened (the start of the first metrics window).
@@ -125,6 +128,10 @@ impl Broker {
         let groups = GroupCoordinator::new(config.group.clone());
         let (isr_changes, isr_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
+            fetch_sessions: fetch_session::FetchSessionCache::new(
+                config.fetch_session_cache_slots,
+                config.fetch_session_eviction_ms,
+            ),
             leaders: dashmap::DashMap::new(),
             isr_changes,
             isr_changes_rx: std::sync::Mutex::new(Some(isr_rx)),

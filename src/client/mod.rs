@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod connection;
 pub mod consumer;
+pub mod fetch_session;
 pub mod metadata;
 pub mod producer;
 

@@ -1,7 +1,8 @@
 //! The replica fetcher (Kafka's ReplicaFetcherThread): for every partition this broker follows,
 //! fetch from its leader over the leader's client listener with Fetch requests naming this
 //! replica, and append the leader's batches as they are. One task and one connection per
-//! leader, many partitions per request.
+//! leader, many partitions per request, in a fetch session (KIP-227): once the leader holds
+//! the partitions, a fetch names only those whose position moved.
 //!
 //! Owns the follower's side of the log: where to fetch from, truncation to the leader's log
 //! on a diverging epoch, and the follower's high watermark. Never serves clients and never
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{topic_name, Broker};
 use crate::client::connection::Connection;
+use crate::client::fetch_session::FetchSessionHandler;
 use crate::log::{manager::remove_in_background, PartitionLog};
 use crate::metadata::{MetadataImage, PartitionRegistration};
 
@@ -105,6 +107,8 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
     let timeout = Duration::from_millis(settings.replica_fetch_wait_max_ms.max(0) as u64)
         + Duration::from_secs(30);
     let me = broker.config.node_id;
+    // Per connection: a new connection starts with a full fetch.
+    let mut session = FetchSessionHandler::default();
     loop {
         let image = broker.metadata.image();
         let mut topics: Vec<FetchTopic> = Vec::new();
@@ -153,9 +157,14 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
         } else {
             req = req.with_replica_id(BrokerId(me));
         }
+        session.build(&mut req, version);
         let resp = tokio::time::timeout(timeout, conn.send_version(req, version))
             .await
             .map_err(|_| anyhow::anyhow!("fetch timed out"))??;
+        if !session.handle(&resp, version) {
+            tracing::debug!(leader, error = resp.error_code, "fetch session reset");
+            continue;
+        }
         let mut failed = 0usize;
         for t in resp.responses {
             let name = match version >= 13 {

@@ -189,6 +189,7 @@ impl Collector for Scraper {
         topics(&broker, &mut out)?;
         logs(&broker, &mut out)?;
         replicas(&broker, &mut out)?;
+        fetch_sessions(&broker, &mut out)?;
         groups(&broker, &mut out)?;
         hot(&broker, &mut out)?;
         process(&mut out)
@@ -395,6 +396,26 @@ fn logs(broker: &Broker, out: &mut Out) -> std::fmt::Result {
         "kafka_log_log_numlogsegments",
         "The partition's segments.",
         rows(&|l| l.segment_count() as f64),
+    )
+}
+
+/// The FetchSessionCache MBean.
+fn fetch_sessions(broker: &Broker, out: &mut Out) -> std::fmt::Result {
+    let cache = &broker.fetch_sessions;
+    out.gauge(
+        "kafka_server_fetchsessioncache_numincrementalfetchsessions",
+        "Incremental fetch sessions (KIP-227) cached.",
+        cache.len() as f64,
+    )?;
+    out.gauge(
+        "kafka_server_fetchsessioncache_numincrementalfetchpartitionscached",
+        "Partitions held by the cached fetch sessions.",
+        cache.partitions_cached() as f64,
+    )?;
+    out.counter(
+        "kafka_server_fetchsessioncache_incrementalfetchsessionevictions",
+        "Fetch sessions evicted for new ones.",
+        cache.evictions(),
     )
 }
 

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Node {
@@ -29,12 +30,22 @@ pub struct Cluster {
     _tmp: tempfile::TempDir,
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up): a port from that range can
+/// be taken as some outgoing connection's source port between this check and the node
+/// binding it (seen: "Address already in use"). Each call in a process moves on to the next.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() * 131;
+    for _ in 0..PORTS {
+        let port = 20_000 + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % PORTS) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32767");
 }
+
+const PORTS: u32 = 12_768;
 
 impl Node {
     fn spawn(&mut self, voters: &str) {
