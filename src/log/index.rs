@@ -33,9 +33,12 @@ enum Mapping {
     Cold,
     ReadOnly(Option<MappedFile>),
     /// The active segment's index: its entries, of which the first `written` are in the file.
+    /// `exact`: the file holds nothing past them (it was made here, or cut to them), so
+    /// sealing need not trim it: one open and one ftruncate less per partition at shutdown.
     Active {
         bytes: Vec<u8>,
         written: usize,
+        exact: bool,
     },
 }
 
@@ -76,7 +79,7 @@ impl<E: IndexEntry> IndexFile<E> {
     /// A new, empty, writable index of at most `max_bytes`.
     pub fn create(path: &Path, max_bytes: usize) -> Result<Self, LogError> {
         std::fs::File::create(path).at(path)?;
-        Ok(Self::active(path, max_bytes, Vec::new()))
+        Ok(Self::active(path, max_bytes, Vec::new(), true))
     }
 
     /// Reopens an index for appending, keeping its first `entries` entries. The file is not
@@ -90,10 +93,10 @@ impl<E: IndexEntry> IndexFile<E> {
                 .and_then(|mut f| f.read_exact(&mut bytes))
                 .at(path)?;
         }
-        Ok(Self::active(path, max_bytes, bytes))
+        Ok(Self::active(path, max_bytes, bytes, false))
     }
 
-    fn active(path: &Path, max_bytes: usize, bytes: Vec<u8>) -> Self {
+    fn active(path: &Path, max_bytes: usize, bytes: Vec<u8>, exact: bool) -> Self {
         let entries = bytes.len() / E::SIZE;
         let max_entries = (max_bytes / E::SIZE).max(entries).max(1);
         Self {
@@ -101,6 +104,7 @@ impl<E: IndexEntry> IndexFile<E> {
             mapping: RwLock::new(Mapping::Active {
                 bytes,
                 written: entries,
+                exact,
             }),
             entries: AtomicUsize::new(entries),
             max_entries,
@@ -173,15 +177,21 @@ impl<E: IndexEntry> IndexFile<E> {
         }
         self.entries.store(n, Ordering::Release);
         let mut guard = self.write_lock();
-        if let Mapping::Active { bytes, written } = &mut *guard {
+        if let Mapping::Active {
+            bytes,
+            written,
+            exact,
+        } = &mut *guard
+        {
             bytes.truncate(n * E::SIZE);
-            if *written > n {
+            if *written > n || !*exact {
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&self.path)
                     .at(&self.path)?;
                 file.set_len((n * E::SIZE) as u64).at(&self.path)?;
                 *written = n;
+                *exact = true;
             }
         }
         Ok(())
@@ -254,7 +264,7 @@ impl<E: IndexEntry> IndexFile<E> {
     /// fsync, if anything was written. Only the partition's writer calls this.
     pub fn write_pending(&self) -> Result<Option<std::fs::File>, LogError> {
         let mut guard = self.write_lock();
-        let Mapping::Active { bytes, written } = &mut *guard else {
+        let Mapping::Active { bytes, written, .. } = &mut *guard else {
             return Ok(None);
         };
         let n = bytes.len() / E::SIZE;
@@ -280,7 +290,11 @@ impl<E: IndexEntry> IndexFile<E> {
     pub fn seal(&self) -> Result<(), LogError> {
         self.write_pending()?;
         let mut guard = self.write_lock();
+        let exact = matches!(*guard, Mapping::Active { exact: true, .. });
         *guard = Mapping::Cold;
+        if exact {
+            return Ok(());
+        }
         let file = OpenOptions::new()
             .write(true)
             .open(&self.path)

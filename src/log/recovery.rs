@@ -186,13 +186,18 @@ fn remove_segment_files(dir: &Path, base: i64) -> Result<(), LogError> {
 
 /// The producer state at `log_end`: the newest readable snapshot at or below it, plus every
 /// batch after the snapshot. Snapshots beyond the log end (left by a truncation) are removed.
+/// After a clean shutdown, no snapshot at all means no producers (a clean close writes one
+/// whenever there are any), so nothing is scanned, as Kafka's loader does.
 fn rebuild_producer_state(
     dir: &Path,
     snapshots: &[i64],
     segments: &BTreeMap<i64, Arc<Segment>>,
-    log_start: i64,
-    log_end: i64,
+    clean_shutdown: bool,
+    (log_start, log_end): (i64, i64),
 ) -> Result<ProducerStateManager, LogError> {
+    if clean_shutdown && snapshots.is_empty() {
+        return Ok(ProducerStateManager::default());
+    }
     let mut from = log_start;
     let mut state = ProducerStateManager::default();
     for &offset in snapshots.iter().rev() {
@@ -316,7 +321,13 @@ impl PartitionLog {
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
         let log_start = p.log_start_offset.max(first_base).min(log_end);
-        let producers = rebuild_producer_state(&p.dir, &snapshots, &segments, log_start, log_end)?;
+        let producers = rebuild_producer_state(
+            &p.dir,
+            &snapshots,
+            &segments,
+            p.clean_shutdown,
+            (log_start, log_end),
+        )?;
         let mut epochs = LeaderEpochCache::load(&p.dir, log_end)?;
         for (epoch, start) in epoch_starts {
             if start < log_end {
@@ -357,6 +368,7 @@ impl PartitionLog {
             health: p.health,
             deleting: AtomicBool::new(false),
             growth: Default::default(),
+            snapshots_on_disk: AtomicBool::new(!snapshots.is_empty()),
             truncations: AtomicU64::new(0),
         };
         Ok((log, stats))
