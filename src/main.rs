@@ -723,13 +723,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let b = broker.clone();
         let shutdown = async move {
             shutdown_signal().await;
+            let led = b.led_partitions();
             if let Some(offset) = registration::controlled_shutdown(&c, &life).await {
                 let _ =
                     tokio::time::timeout(registration::SHUTDOWN_TIMEOUT, b.wait_published(offset))
                         .await;
                 // Still serving: clients sending here now learn the new leaders from
                 // NOT_LEADER_OR_FOLLOWER answers (KIP-951) rather than from a closed connection.
-                tokio::time::sleep(registration::LEADERSHIP_HANDOFF).await;
+                // Pointless when no leadership went to another broker (a single node).
+                if b.any_led_elsewhere(&led) {
+                    tokio::time::sleep(registration::LEADERSHIP_HANDOFF).await;
+                }
             }
             let _ = stop_tx.send(true);
         };

@@ -149,6 +149,21 @@ impl Broker {
         })
     }
 
+    /// The partitions this broker leads now.
+    pub fn led_partitions(&self) -> Vec<(String, i32)> {
+        self.leaders.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Whether another broker now leads any of `partitions` (as of the published image).
+    pub fn any_led_elsewhere(&self, partitions: &[(String, i32)]) -> bool {
+        let image = self.metadata.image();
+        partitions.iter().any(|(t, p)| {
+            image.partition(t, *p).is_some_and(|r| {
+                r.leader != self.config.node_id && r.leader != PartitionRegistration::NO_LEADER
+            })
+        })
+    }
+
     /// Waits until the handlers see an image at or past `offset`.
     pub async fn wait_published(&self, offset: u64) -> Result<(), TopicError> {
         let mut rx = self.published.subscribe();

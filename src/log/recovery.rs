@@ -335,7 +335,8 @@ impl PartitionLog {
             }
         }
         if stats.segments_scanned > 0 {
-            tracing::info!(topic = %p.topic, partition = p.partition, ?stats, log_end, "recovered partition log");
+            // Debug: the start-up summary counts them; a line each would be 50,000 lines.
+            tracing::debug!(topic = %p.topic, partition = p.partition, ?stats, log_end, "recovered partition log");
         }
         // Only a flush moves the recovery point past what was flushed before the crash.
         let recovery_point = if p.clean_shutdown {
