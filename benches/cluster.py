@@ -11,8 +11,6 @@ Usage: benches/cluster.py [--bin target/release/runnel] [--partitions 10000] [--
 Every wait is bounded; the brokers are killed at the end."""
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,27 +20,18 @@ import time
 from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient, NewTopic
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import runnel_proc
+from runnel_proc import free_port, ready
 
 
 def spawn(binary, data, node_id, client, controller, voters):
-    args = [binary, "serve", "--data", data, "--set", f"node.id={node_id}"]
+    args = ["--data", data, "--set", f"node.id={node_id}"]
     if voters:
         args += ["--set", f"listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
                  "--set", f"controller.quorum.voters={voters}"]
     else:
         args += ["--listen", f"127.0.0.1:{client}"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "RUNNEL_LOG": "error,openraft=off"})
-
-
-def ready(proc):
-    line = proc.stdout.readline()
-    assert line.startswith("runnel listening on "), line
+    return runnel_proc.spawn(binary, args)
 
 
 def quorum_leader(binary, client):

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,16 +27,13 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from runnel_proc import free_port, ready, spawn
 
 
 class Broker:
     def __init__(self, binary, data, port, log_path, settings):
-        self.args = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", data]
+        self.binary = binary
+        self.args = ["--listen", f"127.0.0.1:{port}", "--data", data]
         for s in settings:
             self.args += ["--set", s]
         self.addr = f"127.0.0.1:{port}"
@@ -46,10 +42,8 @@ class Broker:
 
     def start(self):
         self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env={**os.environ, "RUNNEL_LOG": "info,openraft=off"})
-        line = self.proc.stdout.readline()
-        assert line.startswith("runnel listening"), line
+        self.proc = spawn(self.binary, self.args, log="info,openraft=off", stderr=self.log)
+        ready(self.proc)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

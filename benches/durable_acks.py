@@ -17,20 +17,16 @@ import subprocess
 import sys
 import tempfile
 
+from runnel_proc import serve
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run(binary, kbench, durable, args):
     with tempfile.TemporaryDirectory(dir=args.data_root) as data:
-        extra = ["--set", "log.flush.interval.messages=1"] if durable else []
-        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--data", data,
-                                 "--set", "metrics.listeners=", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env={**os.environ, "RUNNEL_LOG": "error"})
+        settings = ["log.flush.interval.messages=1"] if durable else []
+        proc, bootstrap = serve(binary, data, settings)
         try:
-            line = proc.stdout.readline()
-            assert line.startswith("runnel listening on "), line
-            bootstrap = line.split()[3]
             out = subprocess.run(
                 [sys.executable, kbench, "--bootstrap", bootstrap, "--quiet", "--topic", "d",
                  "--partitions", "6", "--records", str(args.records), "--size", "1024",

@@ -12,37 +12,29 @@ Every wait is bounded; each broker is stopped after its run."""
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import tempfile
 import threading
 import urllib.request
 
+from runnel_proc import free_port, ready, spawn
+
 
 RECORDS = 1_000_000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(binary, kbench, settings, scrape):
     port = free_port()
     mport = free_port()
     with tempfile.TemporaryDirectory() as data:
-        args = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", data,
+        args = ["--listen", f"127.0.0.1:{port}", "--data", data,
                 "--set", f"metrics.listeners={'http://127.0.0.1:%d' % mport if scrape else ''}"]
         for s in settings:
             args += ["--set", s]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env={**os.environ, "RUNNEL_LOG": "warn"})
+        proc = spawn(binary, args, log="warn")
         try:
-            line = proc.stdout.readline()
-            assert line.startswith("runnel listening"), line
+            ready(proc)
             stop = threading.Event()
             scrapes = []
 

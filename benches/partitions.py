@@ -11,34 +11,20 @@ Usage: benches/partitions.py [--bin target/release/runnel] [--partitions 50000] 
 Every wait is bounded; the broker is killed at the end."""
 
 import argparse
-import os
 import resource
-import socket
-import subprocess
 import tempfile
 import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import runnel_proc
+from runnel_proc import cpu_seconds, free_port, ready
 
 
 def spawn(binary, data, port):
-    return subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", data,
-         "--set", "metrics.listeners="],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "RUNNEL_LOG": "error,openraft=off"})
-
-
-def ready(proc):
-    line = proc.stdout.readline()
-    assert line.startswith("runnel listening on "), line
+    return runnel_proc.spawn(binary, ["--listen", f"127.0.0.1:{port}", "--data", data,
+                                      "--set", "metrics.listeners="])
 
 
 def serving(port, topic, deadline):
@@ -61,12 +47,6 @@ def rss_and_maps(pid):
     with open(f"/proc/{pid}/maps") as f:
         maps = sum(1 for _ in f)
     return rss / 1024, maps
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,34 +23,26 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from runnel_proc import cpu_seconds, free_port, ready, spawn
 
 
 class Node:
     def __init__(self, binary, root, node_id, voters, client, controller):
-        self.id, self.client = node_id, client
-        self.args = [binary, "serve", "--data", os.path.join(root, f"n{node_id}"),
+        self.id, self.client, self.binary = node_id, client, binary
+        self.args = ["--data", os.path.join(root, f"n{node_id}"),
                      "--set", f"node.id={node_id}",
                      "--set", f"listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
                      "--set", f"controller.quorum.voters={voters}"]
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env={**os.environ, "RUNNEL_LOG": "error,openraft=off"})
+        self.proc = spawn(self.binary, self.args)
 
     def wait_ready(self):
-        line = self.proc.stdout.readline()
-        assert line.startswith("runnel listening"), line
+        ready(self.proc)
 
     def cpu_s(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def io(self):
         with open(f"/proc/{self.proc.pid}/io") as f:

@@ -14,7 +14,6 @@ Usage: benches/slow_clients.py [--bin target/release/runnel] [--idle 1000] [--se
 Every wait is bounded; the broker is stopped at the end."""
 
 import argparse
-import os
 import resource
 import socket
 import struct
@@ -25,10 +24,7 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+from runnel_proc import rss_mib, serve
 
 
 def measure(bootstrap, rate, seconds):
@@ -77,15 +73,8 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.idle + 4096), hard))
     with tempfile.TemporaryDirectory() as d:
-        broker = subprocess.Popen(
-            [args.bin, "serve", "--listen", "127.0.0.1:0", "--data", d,
-             "--set", "metrics.listeners=", "--set", f"max.connections={args.idle + 1000}"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "RUNNEL_LOG": "error,openraft=off"})
+        broker, bootstrap = serve(args.bin, d, [f"max.connections={args.idle + 1000}"])
         try:
-            line = broker.stdout.readline()
-            assert line.startswith("runnel listening on "), line
-            bootstrap = line.split()[3]
             host, port = bootstrap.rsplit(":", 1)
             admin = AdminClient({"bootstrap.servers": bootstrap})
             for f in admin.create_topics([NewTopic("latency", 1, 1), NewTopic("stuck", 1, 1)]).values():

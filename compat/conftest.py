@@ -3,13 +3,14 @@ three-node cluster (each node a broker and a voter of the controller quorum)."""
 
 import os
 import pathlib
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 
 import pytest
+
+from ports import free_port  # re-exported to the tests
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = os.environ.get("RUNNEL_BIN", str(ROOT / "target" / "debug" / "runnel"))
@@ -122,24 +123,6 @@ def private_broker():
         b = Broker(os.path.join(d, "data"), FAST_GROUPS)
         yield b
         b.stop()
-
-
-_next_port = [os.getpid() * 131]
-
-
-def free_port():
-    """A free port below the kernel's ephemeral range (32768 and up), where no outgoing
-    connection's source port can take it before the broker binds it."""
-    for _ in range(12768):
-        port = 20000 + _next_port[0] % 12768
-        _next_port[0] += 1
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port between 20000 and 32767")
 
 
 class ClusterNode:
