@@ -11,10 +11,11 @@ PARTITIONS = 6
 PER_PARTITION = 2000
 
 
-def create_durable_topic(bootstrap, topic):
+def create_durable_topic(bootstrap, topic, replicas=1):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1,
-                                            config={"flush.messages": "1"})])
+    config = {"flush.messages": "1", "min.insync.replicas": str(min(replicas, 2))}
+    futures = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
+                                            replication_factor=replicas, config=config)])
     futures[topic].result(30)
 
 
@@ -27,13 +28,13 @@ def assert_every_partition_in_order(bootstrap, topic):
         assert read_partition(bootstrap, topic, p) == sent(p), f"partition {p}"
 
 
-def test_librdkafka_idempotent_producer_with_five_in_flight(broker, topic_name):
+def produce_idempotent(bootstrap, topic):
+    """Every partition's values through librdkafka, idempotent, five requests in flight."""
     from confluent_kafka import Producer
 
-    create_durable_topic(broker.bootstrap, topic_name)
     errors = []
     producer = Producer({
-        "bootstrap.servers": broker.bootstrap,
+        "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,
@@ -43,12 +44,25 @@ def test_librdkafka_idempotent_producer_with_five_in_flight(broker, topic_name):
     })
     for i in range(PER_PARTITION):
         for p in range(PARTITIONS):
-            producer.produce(topic_name, value=sent(p)[i], partition=p,
+            producer.produce(topic, value=sent(p)[i], partition=p,
                              on_delivery=lambda err, _msg: err and errors.append(err))
         producer.poll(0)
     assert producer.flush(60) == 0
     assert errors == []
+
+
+def test_librdkafka_idempotent_producer_with_five_in_flight(broker, topic_name):
+    create_durable_topic(broker.bootstrap, topic_name)
+    produce_idempotent(broker.bootstrap, topic_name)
     assert_every_partition_in_order(broker.bootstrap, topic_name)
+
+
+def test_three_replicas_each_fsyncing_with_five_in_flight(cluster, topic_name):
+    """acks=all into three replicas, min.insync.replicas=2: the leader's group commit and
+    the followers' own fsyncs as they append; read back through another broker."""
+    create_durable_topic(cluster.nodes[0].bootstrap, topic_name, replicas=3)
+    produce_idempotent(cluster.nodes[1].bootstrap, topic_name)
+    assert_every_partition_in_order(cluster.nodes[2].bootstrap, topic_name)
 
 
 @pytest.mark.parametrize("acks", [1, "all"])

@@ -178,7 +178,13 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
                     continue;
                 };
                 let bytes = pd.records.as_ref().map_or(0, |r| r.len() as u64);
-                match apply(log, *offset, *epoch, &pd) {
+                let applied = match log.config().flush_messages {
+                    // The append fsyncs when flush.messages is reached (as Kafka's fetcher
+                    // thread does): this worker's other tasks move to another meanwhile.
+                    Some(_) => tokio::task::block_in_place(|| apply(log, *offset, *epoch, &pd)),
+                    None => apply(log, *offset, *epoch, &pd),
+                };
+                match applied {
                     Ok(()) => {
                         broker
                             .metrics
