@@ -94,8 +94,10 @@ impl Broker {
         let context = self
             .fetch_sessions
             .new_context(&mut req, version, follower, now);
-        if let FetchContext::Error(e) = context {
-            let response = FetchResponse::default().with_error_code(e.code());
+        if let FetchContext::Error(_) = context {
+            let mut response = FetchResponse::default();
+            self.fetch_sessions
+                .finish(context, &req, version, &mut response, now);
             return (response, FileRecords::default());
         }
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);

@@ -124,6 +124,19 @@ impl FetchSessionHandler {
     }
 }
 
+/// Each partition a request names, with its fetch offset: what tests compare.
+#[cfg(test)]
+pub(crate) fn named(req: &FetchRequest) -> Vec<(String, i32, i64)> {
+    req.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.topic.0.to_string(), p.partition, p.fetch_offset))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,24 +155,13 @@ mod tests {
         FetchRequest::default().with_topics(topics)
     }
 
-    fn sent(req: &FetchRequest) -> Vec<(String, i32, i64)> {
-        req.topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.topic.0.to_string(), p.partition, p.fetch_offset))
-            })
-            .collect()
-    }
-
     #[test]
     fn after_a_full_fetch_only_changes_are_sent() {
         let mut h = FetchSessionHandler::default();
         let mut req = wanted(&[("a", 0, 0), ("a", 1, 0)]);
         h.build(&mut req, 12);
         assert_eq!(
-            (req.session_id, req.session_epoch, sent(&req).len()),
+            (req.session_id, req.session_epoch, named(&req).len()),
             (0, 0, 2)
         );
         assert!(h.handle(&FetchResponse::default().with_session_id(77), 12));
@@ -167,14 +169,14 @@ mod tests {
         let mut req = wanted(&[("a", 0, 5), ("a", 1, 0), ("b", 0, 0)]);
         h.build(&mut req, 12);
         assert_eq!((req.session_id, req.session_epoch), (77, 1));
-        assert_eq!(sent(&req), vec![("a".into(), 0, 5), ("b".into(), 0, 0)]);
+        assert_eq!(named(&req), vec![("a".into(), 0, 5), ("b".into(), 0, 0)]);
         assert!(req.forgotten_topics_data.is_empty());
         assert!(h.handle(&FetchResponse::default().with_session_id(77), 12));
 
         let mut req = wanted(&[("a", 0, 5), ("b", 0, 0)]);
         h.build(&mut req, 12);
         assert_eq!(req.session_epoch, 2);
-        assert!(sent(&req).is_empty());
+        assert!(named(&req).is_empty());
         let f = &req.forgotten_topics_data;
         assert_eq!(
             (f.len(), f[0].topic.0.as_str(), &f[0].partitions),
@@ -188,7 +190,7 @@ mod tests {
         let mut req = wanted(&[("a", 0, 5), ("b", 0, 0)]);
         h.build(&mut req, 12);
         assert_eq!(
-            (req.session_id, req.session_epoch, sent(&req).len()),
+            (req.session_id, req.session_epoch, named(&req).len()),
             (0, 0, 2)
         );
 
@@ -200,7 +202,7 @@ mod tests {
         let mut req = wanted(&[("a", 0, 5)]);
         h.build(&mut req, 12);
         assert_eq!(
-            (req.session_id, req.session_epoch, sent(&req).len()),
+            (req.session_id, req.session_epoch, named(&req).len()),
             (78, 0, 1)
         );
     }
@@ -214,7 +216,7 @@ mod tests {
         let mut req2 = wanted(&[("a", 0, 0)]);
         h.build(&mut req2, 6);
         assert_eq!(
-            (req2.session_id, req2.session_epoch, sent(&req2).len()),
+            (req2.session_id, req2.session_epoch, named(&req2).len()),
             (0, -1, 1)
         );
     }

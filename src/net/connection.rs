@@ -130,6 +130,11 @@ struct Answer<'a> {
     dequeued: Instant,
 }
 
+/// connections.max.idle.ms: how long a connection may make no progress.
+fn idle_timeout(broker: &Broker) -> Duration {
+    Duration::from_millis(broker.config.connections_max_idle_ms.max(1))
+}
+
 async fn run(
     stream: TcpStream,
     broker: &Broker,
@@ -138,7 +143,7 @@ async fn run(
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
     let (rd, wr) = stream.into_split();
-    let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
+    let idle = idle_timeout(broker);
     let pipeline = Semaphore::new(PIPELINE_DEPTH as usize);
     let (tx, rx) = mpsc::unbounded_channel();
     let reader = read_requests(rd, broker, ctx, queued, shutdown, &pipeline, tx);
@@ -170,7 +175,7 @@ async fn read_requests<'a>(
     answers: mpsc::UnboundedSender<Answer<'a>>,
 ) -> End {
     let max = broker.config.socket_request_max_bytes;
-    let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
+    let idle = idle_timeout(broker);
     let mut buf = framing::buffer();
     // When the last read from the socket returned: a request already whole in the buffer
     // then (pipelined behind the one being answered) has waited since.
