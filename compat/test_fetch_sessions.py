@@ -1,9 +1,10 @@
-"""Fetch sessions (KIP-227) with kafka-python, which keeps one per broker: after a full fetch
-its fetches name only partitions whose position moved, and the broker answers only partitions
-with news. Every record must still arrive, in order, when the consumer changes its partitions
+"""Fetch sessions (KIP-227) with kafka-python and `runnel consume`, which keep one per broker:
+after a full fetch their fetches name only partitions whose position moved, and the broker
+answers only partitions with news. Every record must still arrive, in order, when the consumer changes its partitions
 mid-session and when a full cache evicts its session under it."""
 
 import os
+import subprocess
 import tempfile
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from conftest import Broker
+from conftest import BIN, Broker
 
 SESSIONS = "kafka_server_fetchsessioncache_numincrementalfetchsessions"
 CACHED = "kafka_server_fetchsessioncache_numincrementalfetchpartitionscached"
@@ -126,3 +127,58 @@ def test_consumers_whose_sessions_are_evicted_still_read_everything(sessions_bro
     assert b.metric(EVICTIONS) >= 2
     for c in consumers:
         c.close()
+
+
+def cli_consumer(bootstrap, topic, n):
+    """`runnel consume` reading `n` records of `topic` from the beginning, as a process."""
+    return subprocess.Popen([BIN, "consume", "-b", bootstrap, topic, "--from-beginning",
+                             "--max-messages", str(n), "--timeout-ms", "30000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def by_wave(lines, tags):
+    return {t: [v for v in lines if v.startswith(t + "-")] for t in tags}
+
+
+def test_the_cli_consumer_reads_through_a_session(sessions_broker):
+    b = sessions_broker
+    create(b.bootstrap, "cli")
+    proc = cli_consumer(b.bootstrap, "cli", 80)
+    tags = [f"p{w % 3}w{w}" for w in range(4)]
+    for w, tag in enumerate(tags):
+        produce(b.bootstrap, "cli", w % 3, values(tag, 20))
+        time.sleep(0.3)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = out.split()
+    assert len(lines) == 80, err
+    assert by_wave(lines, tags) == {t: [v.decode() for v in values(t, 20)] for t in tags}
+    # The session it made outlives it until evicted (sessionless fetches make none).
+    assert b.metric(SESSIONS) == 1
+    assert b.metric(CACHED) == 3
+
+
+@pytest.mark.parametrize("sessions_broker", [(
+    "max.incremental.fetch.session.cache.slots=1",
+    "min.incremental.fetch.session.eviction.ms=0",
+)], indirect=True)
+def test_the_cli_consumer_recovers_when_its_session_is_evicted(sessions_broker):
+    b = sessions_broker
+    create(b.bootstrap, "ev")
+    proc = cli_consumer(b.bootstrap, "ev", 150)
+    other = consumer(b.bootstrap)
+    other.assign([TopicPartition("ev", p) for p in range(3)])
+    tags = [f"p{w % 3}w{w}" for w in range(6)]
+    got = {}
+    for w, tag in enumerate(tags):
+        produce(b.bootstrap, "ev", w % 3, values(tag, 25))
+        for k, v in consume(other, 25).items():
+            got.setdefault(k, []).extend(v)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = out.split()
+    assert by_wave(lines, tags) == {t: [v.decode() for v in values(t, 25)] for t in tags}
+    for p in range(3):
+        assert got[("ev", p)] == [v for t in tags[p::3] for v in values(t, 25)]
+    assert b.metric(EVICTIONS) >= 2
+    other.close()

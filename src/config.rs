@@ -598,7 +598,6 @@ impl Config {
         Ok(())
     }
 
-    /// Builds the Config from a properties file (optional), the environment and flag overrides.
     /// The offsets topic's replication factor as configured or defaulted.
     pub fn offsets_topic_replication_factor(&self) -> i16 {
         self.group
@@ -606,6 +605,14 @@ impl Config {
             .unwrap_or(if self.cluster.voters.len() > 1 { 3 } else { 1 })
     }
 
+    /// Partitions all fetch sessions may hold between them: ten fetchers (followers, consumer
+    /// groups) naming every partition the broker may hold; a session's cached partition takes
+    /// about 200 bytes, so 200 MB at the default `max.broker.partitions`.
+    pub fn fetch_session_partition_budget(&self) -> usize {
+        10 * self.max_broker_partitions as usize
+    }
+
+    /// Builds the Config from a properties file (optional), the environment and flag overrides.
     pub fn load(
         defaults: Defaults,
         properties_file: Option<&std::path::Path>,

@@ -65,6 +65,9 @@ impl FetchSession {
         match self.partitions.get_mut(&key) {
             Some(cached) => cached.request = request,
             None => {
+                // The name is copied out: a slice of the request would keep the frame it came
+                // in alive as long as the session.
+                let key = (StrBytes::from_string(key.0.to_string()), key.1, key.2);
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 self.order.insert(seq, key.clone());
@@ -178,9 +181,15 @@ struct Slot {
     partitions: usize,
 }
 
-/// The sessions of this broker, at most `max.incremental.fetch.session.cache.slots`.
+/// The sessions of this broker, at most `max.incremental.fetch.session.cache.slots`, holding
+/// at most `partition_budget` partitions between them.
 pub struct FetchSessionCache {
     slots: usize,
+    /// Beyond Kafka, which bounds only the number of sessions: a request may name millions of
+    /// partitions (socket.request.max.bytes), and a thousand sessions of millions would take
+    /// the broker's memory. A full fetch that would pass it gets no session (KIP-227 lets a
+    /// broker decline one); an incremental fetch that would grow past it loses its session.
+    partition_budget: usize,
     /// `min.incremental.fetch.session.eviction.ms`: a session unused this long is stale; a
     /// younger one is safe from eviction by size.
     eviction_ms: i64,
@@ -193,9 +202,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl FetchSessionCache {
-    pub fn new(slots: usize, eviction_ms: i64) -> Self {
+    pub fn new(slots: usize, eviction_ms: i64, partition_budget: usize) -> Self {
         Self {
             slots,
+            partition_budget,
             eviction_ms,
             sessions: Mutex::new(HashMap::new()),
             evictions: AtomicU64::new(0),
@@ -245,10 +255,10 @@ impl FetchSessionCache {
                 },
             };
         }
-        let Some(slot) = sessions.get_mut(&req.session_id) else {
+        let Some(slot) = sessions.get(&req.session_id) else {
             return FetchContext::Error(ResponseError::FetchSessionIdNotFound);
         };
-        let session = slot.session.clone();
+        let (session, held) = (slot.session.clone(), slot.partitions);
         let mut s = lock(&session);
         if s.epoch != req.session_epoch {
             return FetchContext::Error(ResponseError::InvalidFetchSessionEpoch);
@@ -267,13 +277,24 @@ impl FetchSessionCache {
                 s.forget(&key(&t.topic, t.topic_id, *p, ids));
             }
         }
+        if s.partitions.len() > held {
+            let others = sessions.values().map(|o| o.partitions).sum::<usize>() - held;
+            if others + s.partitions.len() > self.partition_budget {
+                drop(s);
+                sessions.remove(&req.session_id);
+                // The fetcher starts over with a full fetch, which gets no session.
+                return FetchContext::Error(ResponseError::FetchSessionIdNotFound);
+            }
+        }
         if s.partitions.is_empty() {
             drop(s);
             sessions.remove(&req.session_id);
             return FetchContext::Sessionless;
         }
-        slot.last_used_ms = now_ms;
-        slot.partitions = s.partitions.len();
+        if let Some(slot) = sessions.get_mut(&req.session_id) {
+            slot.last_used_ms = now_ms;
+            slot.partitions = s.partitions.len();
+        }
         s.epoch = next_epoch(s.epoch);
         req.topics = s.request_topics();
         let expected = s.epoch;
@@ -335,7 +356,7 @@ impl FetchSessionCache {
         now_ms: i64,
     ) -> i32 {
         let partitions: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
-        if partitions == 0 {
+        if partitions == 0 || partitions > self.partition_budget {
             return 0;
         }
         let mut sessions = lock(&self.sessions);
@@ -343,6 +364,13 @@ impl FetchSessionCache {
             && !self.evict_one(&mut sessions, privileged, partitions, now_ms)
         {
             return 0;
+        }
+        while sessions.values().map(|s| s.partitions).sum::<usize>() + partitions
+            > self.partition_budget
+        {
+            if !self.evict_stale(&mut sessions, now_ms) {
+                return 0;
+            }
         }
         let id = loop {
             let candidate = (Uuid::new_v4().as_u128() as i32) & i32::MAX;
@@ -400,12 +428,7 @@ impl FetchSessionCache {
         partitions: usize,
         now_ms: i64,
     ) -> bool {
-        let stale = sessions
-            .iter()
-            .min_by_key(|(id, s)| (s.last_used_ms, **id))
-            .filter(|(_, s)| now_ms - s.last_used_ms > self.eviction_ms)
-            .map(|(id, _)| *id);
-        let victim = stale.or_else(|| {
+        let victim = self.stalest(sessions, now_ms).or_else(|| {
             sessions
                 .iter()
                 .filter(|(_, s)| {
@@ -417,6 +440,24 @@ impl FetchSessionCache {
                 .filter(|weakest| (privileged, partitions, 0) >= *weakest)
                 .map(|(_, _, id)| id)
         });
+        self.evict(sessions, victim)
+    }
+
+    /// Evicts the session unused longest if it is stale. True if one went.
+    fn evict_stale(&self, sessions: &mut HashMap<i32, Slot>, now_ms: i64) -> bool {
+        let victim = self.stalest(sessions, now_ms);
+        self.evict(sessions, victim)
+    }
+
+    fn stalest(&self, sessions: &HashMap<i32, Slot>, now_ms: i64) -> Option<i32> {
+        sessions
+            .iter()
+            .min_by_key(|(id, s)| (s.last_used_ms, **id))
+            .filter(|(_, s)| now_ms - s.last_used_ms > self.eviction_ms)
+            .map(|(id, _)| *id)
+    }
+
+    fn evict(&self, sessions: &mut HashMap<i32, Slot>, victim: Option<i32>) -> bool {
         let evicted = victim.is_some_and(|id| sessions.remove(&id).is_some());
         if evicted {
             self.evictions.fetch_add(1, Relaxed);
@@ -428,6 +469,7 @@ impl FetchSessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::fetch_session::named;
     use kafka_protocol::messages::fetch_request::ForgottenTopic;
     use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
 
@@ -482,17 +524,6 @@ mod tests {
         FetchResponse::default().with_responses(responses)
     }
 
-    fn named(req: &FetchRequest) -> Vec<(String, i32, i64)> {
-        req.topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.topic.0.to_string(), p.partition, p.fetch_offset))
-            })
-            .collect()
-    }
-
     fn answered(resp: &FetchResponse) -> Vec<(String, i32)> {
         resp.responses
             .iter()
@@ -520,7 +551,7 @@ mod tests {
 
     #[test]
     fn incremental_fetches_name_and_answer_only_what_changed() {
-        let cache = FetchSessionCache::new(10, 120_000);
+        let cache = FetchSessionCache::new(10, 120_000, 1000);
         let id = open(&cache, &[("a", 0, 0), ("a", 1, 0), ("b", 0, 0)], false, 0);
         assert!(id > 0);
 
@@ -574,7 +605,7 @@ mod tests {
 
     #[test]
     fn a_session_that_moved_on_meanwhile_answers_with_an_epoch_error() {
-        let cache = FetchSessionCache::new(10, 120_000);
+        let cache = FetchSessionCache::new(10, 120_000, 1000);
         let id = open(&cache, &[("a", 0, 0)], false, 0);
         let mut first = request(id, 1, &[]);
         let first_ctx = cache.new_context(&mut first, 12, false, 1);
@@ -605,7 +636,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_evicts_as_kafka_does() {
-        let cache = FetchSessionCache::new(2, 1000);
+        let cache = FetchSessionCache::new(2, 1000, 1000);
         let consumer = open(&cache, &[("a", 0, 0), ("a", 1, 0)], false, 0);
         let follower = open(&cache, &[("a", 0, 0)], true, 0);
         // Young sessions stay: a consumer's new session is refused, however big.
@@ -637,6 +668,38 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(cache.evictions(), 3);
         assert_eq!(cache.partitions_cached(), 3);
+    }
+
+    #[test]
+    fn sessions_hold_no_more_partitions_than_the_budget() {
+        let cache = FetchSessionCache::new(10, 1000, 4);
+        let parts = [
+            ("a", 0, 0),
+            ("a", 1, 0),
+            ("a", 2, 0),
+            ("a", 3, 0),
+            ("a", 4, 0),
+        ];
+        // More than the whole budget: answered, without a session.
+        assert_eq!(open(&cache, &parts, true, 0), 0);
+        let first = open(&cache, &parts[..3], false, 0);
+        assert!(first > 0);
+        // Two more would pass it while the first is in use.
+        assert_eq!(open(&cache, &parts[3..], true, 10), 0);
+        // Once the first is stale, it makes room.
+        let second = open(&cache, &parts[3..], false, 1500);
+        assert!(second > 0);
+        assert_eq!(live(&cache), vec![second]);
+        // An incremental fetch growing a session past the budget loses it.
+        let mut req = request(second, 1, &parts[..3]);
+        let ctx = cache.new_context(&mut req, 12, false, 1600);
+        let mut resp = answer(&req, &[]);
+        cache.finish(ctx, &req, 12, &mut resp, 1600);
+        assert_eq!(
+            resp.error_code,
+            ResponseError::FetchSessionIdNotFound.code()
+        );
+        assert!(cache.is_empty());
     }
 
     #[test]

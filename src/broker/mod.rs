@@ -131,6 +131,7 @@ impl Broker {
             fetch_sessions: fetch_session::FetchSessionCache::new(
                 config.fetch_session_cache_slots,
                 config.fetch_session_eviction_ms,
+                config.fetch_session_partition_budget(),
             ),
             leaders: dashmap::DashMap::new(),
             isr_changes,

@@ -1,7 +1,8 @@
 //! The consumer behind `runnel consume`: by assignment of every partition, or as a member of
 //! a group (classic protocol, range assignor, heartbeats on their own connection, offsets
 //! committed every few seconds and on exit, LeaveGroup at the end). Fetches go to each
-//! partition's leader, found again in the metadata when it moves.
+//! partition's leader, found again in the metadata when it moves, each connection in a fetch
+//! session (KIP-227).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
+use super::fetch_session::FetchSessionHandler;
 use super::metadata::{check, leader_moved, s, topic_info, TopicInfo};
 use super::Connection;
 
@@ -58,7 +60,7 @@ pub struct Consumer {
     conn: Connection,
     topic: TopicInfo,
     /// Fetch connections, one per leader's `host:port`.
-    leaders: HashMap<String, Connection>,
+    leaders: HashMap<String, (Connection, FetchSessionHandler)>,
     /// Partition → next offset to read.
     positions: BTreeMap<i32, i64>,
     coordinator: Option<Connection>,
@@ -440,9 +442,10 @@ impl Consumer {
     ) -> anyhow::Result<bool> {
         if !self.leaders.contains_key(addr) {
             let conn = Connection::connect(addr).await?;
-            self.leaders.insert(addr.to_string(), conn);
+            let session = FetchSessionHandler::default();
+            self.leaders.insert(addr.to_string(), (conn, session));
         }
-        let conn = self
+        let (conn, session) = self
             .leaders
             .get_mut(addr)
             .ok_or_else(|| anyhow!("no connection to {addr}"))?;
@@ -464,12 +467,18 @@ impl Consumer {
         } else {
             topic.with_topic(TopicName(s(&self.opts.topic)))
         };
-        let req = FetchRequest::default()
+        let mut req = FetchRequest::default()
             .with_max_wait_ms(wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(16 << 20)
             .with_topics(vec![topic]);
+        session.build(&mut req, v);
         let resp = conn.send_version(req, v).await?;
+        if !session.handle(&resp, v) {
+            // The session is gone or out of step: the next fetch starts a new one.
+            tracing::debug!(leader = %addr, error = resp.error_code, "fetch session reset");
+            return Ok(false);
+        }
         check(resp.error_code, "Fetch")?;
         let mut moved = false;
         for t in resp.responses {

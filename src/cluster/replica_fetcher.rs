@@ -181,7 +181,7 @@ async fn fetch_loop(broker: &Broker, leader: i32, conn: &mut Connection) -> anyh
                 let applied = match log.config().flush_messages {
                     // The append fsyncs when flush.messages is reached (as Kafka's fetcher
                     // thread does): this worker's other tasks move to another meanwhile.
-                    Some(_) => tokio::task::block_in_place(|| apply(log, *offset, *epoch, &pd)),
+                    Some(_) => crate::log::blocking(|| apply(log, *offset, *epoch, &pd)),
                     None => apply(log, *offset, *epoch, &pd),
                 };
                 match applied {

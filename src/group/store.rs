@@ -275,7 +275,8 @@ pub fn append(log: &PartitionLog, entries: &[Entry], now: i64) -> Result<(), Log
     // The offsets topic is written by its leader only; its epoch follows the log's latest.
     let info = log.append(batch::encode(&records)?, log.latest_epoch().unwrap_or(0))?;
     if info.flush_due {
-        log.flush()?;
+        // flush.messages reached (log.flush.interval.messages=1 makes commits durable).
+        crate::log::blocking(|| log.flush())?;
     }
     Ok(())
 }

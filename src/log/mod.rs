@@ -49,3 +49,13 @@ pub use error::LogError;
 pub use file_slice::FileSlice;
 pub use manager::LogManager;
 pub use partition_log::{AppendInfo, PartitionLog, ReadInfo};
+
+/// Runs `f`, which may fsync, so that a tokio worker's other tasks move to another worker
+/// meanwhile; outside a multi-threaded runtime (start-up, tests) it simply runs.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
