@@ -143,7 +143,7 @@ impl Broker {
                     parts.push(failed(index, ResponseError::CorruptMessage, None));
                     continue;
                 };
-                match log.append(records.to_vec(), reg.leader_epoch) {
+                match log.append(records.clone(), reg.leader_epoch) {
                     Ok(info) => {
                         let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
                         if let Some(s) = sizes.last_mut() {

@@ -11,6 +11,10 @@ pub const HEADER_LEN: usize = 61;
 /// Bytes before the batch length field is complete (base offset + length).
 pub const LOG_OVERHEAD: usize = 12;
 
+/// The batch's first bytes that produce stamps (base offset, length, leader epoch), all
+/// before the CRC's start.
+pub const STAMPED_LEN: usize = 16;
+
 const BASE_OFFSET: usize = 0;
 const LENGTH: usize = 8;
 const LEADER_EPOCH: usize = 12;
@@ -90,6 +94,16 @@ impl BatchHeader {
             base_sequence: i32_at(bytes, BASE_SEQUENCE),
             record_count: i32_at(bytes, RECORD_COUNT),
         })
+    }
+
+    /// The batch's first [`STAMPED_LEN`] bytes as this header has them.
+    pub fn stamped_prefix(&self) -> [u8; STAMPED_LEN] {
+        let mut p = [0u8; STAMPED_LEN];
+        p[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&self.base_offset.to_be_bytes());
+        p[LENGTH..LENGTH + 4].copy_from_slice(&self.batch_length.to_be_bytes());
+        p[LEADER_EPOCH..LEADER_EPOCH + 4]
+            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        p
     }
 
     /// Total size of the batch on disk and on the wire.
@@ -207,7 +221,9 @@ pub fn verify_from_producer(bytes: &[u8]) -> Result<BatchHeader, LogError> {
     Ok(header)
 }
 
-/// Stamps the broker-owned fields, both outside the CRC.
+/// Stamps the broker-owned fields, both outside the CRC, in place: how tests place batches at
+/// offsets (produce writes them from the header instead, `Segment::append_stamped`).
+#[cfg(test)]
 pub fn stamp(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
     bytes[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
     bytes[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());

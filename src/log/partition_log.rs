@@ -261,7 +261,12 @@ impl PartitionLog {
 
     /// Checks the batches a producer sent, assigns offsets, stamps them and appends them.
     /// Nothing is written unless every batch is valid.
-    pub fn append(&self, mut records: Vec<u8>, leader_epoch: i32) -> Result<AppendInfo, LogError> {
+    pub fn append(
+        &self,
+        records: impl Into<bytes::Bytes>,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        let records: bytes::Bytes = records.into();
         self.check_dir()?;
         let config = self.config();
         let mut batches: Vec<(std::ops::Range<usize>, BatchHeader)> = Vec::new();
@@ -325,16 +330,19 @@ impl PartitionLog {
         }
         let base_offset = self.log_end_offset();
         let append_time = if config.log_append_time { now_ms() } else { -1 };
+        // LogAppendTime rewrites timestamps inside the CRC: only then are the bytes copied.
+        let mut rewritten = config.log_append_time.then(|| records.to_vec());
         let mut next = base_offset;
         let mut messages = 0u64;
         let mut max_timestamp = -1i64;
         for (range, h) in batches.iter_mut() {
-            let bytes = &mut records[range.clone()];
-            batch::stamp(bytes, next, leader_epoch);
-            if config.log_append_time {
+            if let Some(bytes) = rewritten.as_mut().map(|b| &mut b[range.clone()]) {
                 batch::stamp_log_append_time(bytes, append_time);
+                *h = BatchHeader::parse(bytes)?;
             }
-            *h = BatchHeader::parse(bytes)?;
+            // The offsets and epoch go to the file from the header (`append_stamped`).
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
             next = h.next_offset();
             messages += h.record_count as u64;
             max_timestamp = max_timestamp.max(h.max_timestamp);
@@ -347,7 +355,8 @@ impl PartitionLog {
         };
         writer.epochs.begin(leader_epoch, base_offset);
         let active = self.unless_full(self.maybe_roll(&config, incoming, &writer))?;
-        self.unless_full(active.append(&records, &batches))?;
+        let bytes = rewritten.as_deref().unwrap_or(&records);
+        self.unless_full(active.append_stamped(bytes, &batches))?;
         self.health.note_written(self.log_dir());
         let now = now_ms();
         for (_, h) in &batches {

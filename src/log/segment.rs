@@ -4,6 +4,7 @@
 //! Owns appends at the tail, index maintenance, positional reads and the scan that recovers a
 //! segment after a crash. Never decides when to roll, retain or flush: that is `partition_log`.
 
+use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -15,6 +16,26 @@ use super::file_cache::FileCache;
 use super::file_slice::FileSlice;
 use super::offset_index::{OffsetIndex, OffsetPosition};
 use super::time_index::{TimeIndex, TimestampOffset};
+
+/// At most this many slices go to one pwritev (Linux's IOV_MAX).
+const MAX_SLICES: usize = 1024;
+
+/// Writes all of `slices` at `position`, as `write_all_at` does for one buffer.
+fn write_all_vectored_at(
+    file: &std::fs::File,
+    mut slices: &mut [IoSlice<'_>],
+    mut position: u64,
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let n = rustix::io::pwritev(file, &slices[..slices.len().min(MAX_SLICES)], position)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        position += n as u64;
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
 
 pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
@@ -336,7 +357,43 @@ impl Segment {
     ) -> Result<(), LogError> {
         let start = self.size();
         let file = self.file()?;
-        if let Err(e) = file.write_all_at(bytes, start) {
+        let written = file.write_all_at(bytes, start);
+        self.appended(&file, start, written, bytes.len(), batches)
+    }
+
+    /// Appends the batches in `bytes` as `append` does, each one's base offset and leader
+    /// epoch taken from its header rather than from `bytes`: produce stamps a client's batches
+    /// this way without copying them (both fields lie outside the CRC).
+    pub fn append_stamped(
+        &self,
+        bytes: &[u8],
+        batches: &[(std::ops::Range<usize>, BatchHeader)],
+    ) -> Result<(), LogError> {
+        let start = self.size();
+        let file = self.file()?;
+        let prefixes: Vec<[u8; batch::STAMPED_LEN]> =
+            batches.iter().map(|(_, h)| h.stamped_prefix()).collect();
+        let mut slices = Vec::with_capacity(2 * batches.len());
+        for ((range, _), prefix) in batches.iter().zip(&prefixes) {
+            slices.push(IoSlice::new(prefix));
+            slices.push(IoSlice::new(
+                &bytes[range.start + batch::STAMPED_LEN..range.end],
+            ));
+        }
+        let written = write_all_vectored_at(&file, &mut slices, start);
+        self.appended(&file, start, written, bytes.len(), batches)
+    }
+
+    /// Completes an append of `len` bytes at `start`, or undoes its part written.
+    fn appended(
+        &self,
+        file: &std::fs::File,
+        start: u64,
+        written: std::io::Result<()>,
+        len: usize,
+        batches: &[(std::ops::Range<usize>, BatchHeader)],
+    ) -> Result<(), LogError> {
+        if let Err(e) = written {
             // Part of the batches may be in the file: cut them, so the file ends where the
             // log does (a restart reads the file's end as the log's) and a later append
             // writes from the same place. Cutting needs no space.
@@ -349,7 +406,7 @@ impl Segment {
         let next = batches
             .last()
             .map_or_else(|| self.next_offset(), |(_, last)| last.next_offset());
-        self.set_end(start + bytes.len() as u64, next);
+        self.set_end(start + len as u64, next);
         Ok(())
     }
 
@@ -783,6 +840,47 @@ mod tests {
             next = h.next_offset();
         }
         next
+    }
+
+    #[test]
+    fn stamped_appends_write_offsets_and_epochs_from_the_headers() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let seg =
+            Segment::create(dir.path(), 100, Arc::new(FileCache::new(8)), CFG).expect("create");
+        // Three client batches back to back, as a produce request carries them: offsets 0.
+        let client: Vec<Vec<u8>> = (0..3).map(|i| batch(3, 1_000 + i, 50)).collect();
+        let bytes = client.concat();
+        let mut batches = Vec::new();
+        let (mut at, mut next) = (0, 100);
+        for b in &client {
+            let mut h = batch::verify(b).expect("valid");
+            (h.base_offset, h.partition_leader_epoch) = (next, 7);
+            next = h.next_offset();
+            batches.push((at..at + b.len(), h));
+            at += b.len();
+        }
+        seg.append_stamped(&bytes, &batches).expect("append");
+        assert_eq!((seg.next_offset(), seg.size()), (109, bytes.len() as u64));
+        let file = std::fs::read(seg.log_path()).expect("read");
+        let stored: Vec<_> = batch::headers(&file).collect();
+        assert_eq!(stored.len(), 3);
+        for ((range, h), (want_range, want)) in stored.iter().zip(&batches) {
+            assert_eq!((range, h), (want_range, want));
+            batch::verify(&file[range.clone()]).expect("the CRC still holds");
+            let body = batch::STAMPED_LEN..range.len();
+            assert_eq!(
+                file[range.clone()][body.clone()],
+                bytes[want_range.clone()][body]
+            );
+        }
+        assert_eq!(
+            seg.find_batch(104)
+                .expect("io")
+                .expect("found")
+                .header
+                .base_offset,
+            103
+        );
     }
 
     #[test]
