@@ -21,6 +21,8 @@ pub struct LeaderEpochCache {
     entries: Vec<EpochEntry>,
     /// The last entry was begun (`begin`) and is not in the file yet.
     unwritten: bool,
+    /// The checkpoint file exists (loaded or written).
+    in_file: bool,
 }
 
 impl LeaderEpochCache {
@@ -30,6 +32,7 @@ impl LeaderEpochCache {
     /// rewriting thousands of checkpoints made restarts after a crash slow.
     pub fn load(dir: &Path, log_end: i64) -> Result<Self, LogError> {
         let path = dir.join(FILE_NAME);
+        let in_file = path.exists();
         let entries = checkpoint::read(&path)?
             .iter()
             .map(|l| {
@@ -50,6 +53,7 @@ impl LeaderEpochCache {
             path,
             entries,
             unwritten: false,
+            in_file,
         };
         cache.entries.retain(|e| e.start_offset < log_end);
         Ok(cache)
@@ -130,11 +134,25 @@ impl LeaderEpochCache {
             .collect()
     }
 
-    /// Writes the checkpoint if epochs changed since it was last written.
-    pub fn flush(&mut self, durability: Durability) -> Result<(), LogError> {
+    /// Writes the checkpoint if epochs changed since it was last written. A shutdown
+    /// (`Deferred`) leaves out the file of a log that never had it and holds one epoch, from
+    /// its start: the load takes that epoch from the log's first batch (`derive_first`). At
+    /// 50,000 partitions that is 50,000 files fewer to create and sync while the broker stops.
+    pub fn flush(&mut self, durability: Durability, log_start: i64) -> Result<(), LogError> {
+        let derivable = !self.in_file
+            && matches!(self.entries.as_slice(), [only] if only.start_offset == log_start);
         match self.unwritten {
+            true if durability == Durability::Deferred && derivable => Ok(()),
             true => self.write(durability),
             false => Ok(()),
+        }
+    }
+
+    /// For a log without a checkpoint file (see `flush`): its first batch's epoch starts at
+    /// `log_start`. In memory only; the next flush that may write writes it.
+    pub fn derive_first(&mut self, first_batch_epoch: i32, log_start: i64) {
+        if !self.in_file && self.entries.is_empty() {
+            self.begin(first_batch_epoch, log_start);
         }
     }
 
@@ -145,6 +163,7 @@ impl LeaderEpochCache {
     fn write(&mut self, durability: Durability) -> Result<(), LogError> {
         checkpoint::write(&self.path, &self.lines(), durability)?;
         self.unwritten = false;
+        self.in_file = true;
         Ok(())
     }
 }
@@ -184,7 +203,7 @@ mod tests {
         let mut c = LeaderEpochCache::load(dir.path(), i64::MAX).expect("load");
         c.begin(1, 0);
         c.begin(4, 10);
-        c.flush(Durability::Fsync).expect("flush");
+        c.flush(Durability::Fsync, 0).expect("flush");
         let file = std::fs::read(dir.path().join(FILE_NAME)).expect("read");
         let mut at_end = LeaderEpochCache::load(dir.path(), 10).expect("at end");
         assert_eq!(at_end.latest_epoch(), Some(1));
@@ -193,7 +212,7 @@ mod tests {
             file
         );
         at_end.begin(5, 10);
-        at_end.flush(Durability::Fsync).expect("flush");
+        at_end.flush(Durability::Fsync, 0).expect("flush");
         let reloaded = LeaderEpochCache::load(dir.path(), 11).expect("reload");
         let epochs: Vec<i32> = reloaded.entries().iter().map(|e| e.epoch).collect();
         assert_eq!(epochs, vec![1, 5]);
@@ -206,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let mut c = LeaderEpochCache::load(dir.path(), i64::MAX).expect("load");
         c.begin(1, 0);
-        c.flush(Durability::Fsync).expect("flush");
+        c.flush(Durability::Fsync, 0).expect("flush");
         c.begin(3, 7);
         assert_eq!(c.latest_epoch(), Some(3));
         let on_disk = |end| {
@@ -214,10 +233,10 @@ mod tests {
             cache.entries().iter().map(|e| e.epoch).collect::<Vec<_>>()
         };
         assert_eq!(on_disk(i64::MAX), vec![1]);
-        c.flush(Durability::Fsync).expect("flush");
+        c.flush(Durability::Fsync, 0).expect("flush");
         assert_eq!(on_disk(8), vec![1, 3]);
         std::fs::remove_file(dir.path().join(FILE_NAME)).expect("rm");
-        c.flush(Durability::Fsync).expect("nothing new");
+        c.flush(Durability::Fsync, 0).expect("nothing new");
         assert!(!dir.path().join(FILE_NAME).exists());
     }
 }

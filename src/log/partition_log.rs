@@ -562,7 +562,8 @@ impl PartitionLog {
         // Epochs first: the recovery point must not pass a batch whose epoch is not on disk.
         // On a full disk the data is still made durable, but the recovery point stays, so
         // a restart reads those epochs back from the batches.
-        let epochs_written = match writer.epochs.flush(self.files.durability()) {
+        let durability = self.files.durability();
+        let epochs_written = match writer.epochs.flush(durability, self.log_start_offset()) {
             Err(LogError::NoSpace { .. }) => false,
             r => {
                 self.fail_on_io(r)?;
@@ -578,7 +579,7 @@ impl PartitionLog {
         }
         // A segment made since the last flush (a roll, a new log) has names an fsync of its
         // files does not make durable: the directory is fsynced too, as Kafka's flush does.
-        if new_files && self.files.durability() == Durability::Fsync {
+        if new_files && durability == Durability::Fsync {
             self.fail_on_io(checkpoint::sync_dir(&self.dir))?;
         }
         self.synced_to.fetch_max(end, Ordering::AcqRel);

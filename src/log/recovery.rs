@@ -329,6 +329,17 @@ impl PartitionLog {
             (log_start, log_end),
         )?;
         let mut epochs = LeaderEpochCache::load(&p.dir, log_end)?;
+        if log_start < log_end && epochs.entries().is_empty() {
+            let first = segments
+                .range(..=log_start)
+                .next_back()
+                .map(|(_, s)| s.find_batch(log_start))
+                .transpose()?
+                .flatten();
+            if let Some(b) = first {
+                epochs.derive_first(b.header.partition_leader_epoch, log_start);
+            }
+        }
         for (epoch, start) in epoch_starts {
             if start < log_end {
                 epochs.begin(epoch, start);
