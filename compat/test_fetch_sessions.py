@@ -37,6 +37,13 @@ def sessions_broker(request):
     b.tmp.cleanup()
 
 
+# One cache slot whose session any newcomer may evict at once.
+ONE_SLOT_EVICTED_AT_ONCE = pytest.mark.parametrize("sessions_broker", [(
+    "max.incremental.fetch.session.cache.slots=1",
+    "min.incremental.fetch.session.eviction.ms=0",
+)], indirect=True)
+
+
 def create(bootstrap, *topics, partitions=3):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
@@ -101,10 +108,7 @@ def test_a_consumer_reads_everything_through_its_session_as_partitions_change(se
     c.close()
 
 
-@pytest.mark.parametrize("sessions_broker", [(
-    "max.incremental.fetch.session.cache.slots=1",
-    "min.incremental.fetch.session.eviction.ms=0",
-)], indirect=True)
+@ONE_SLOT_EVICTED_AT_ONCE
 def test_consumers_whose_sessions_are_evicted_still_read_everything(sessions_broker):
     b = sessions_broker
     create(b.bootstrap, "e")
@@ -158,10 +162,7 @@ def test_the_cli_consumer_reads_through_a_session(sessions_broker):
     assert b.metric(CACHED) == 3
 
 
-@pytest.mark.parametrize("sessions_broker", [(
-    "max.incremental.fetch.session.cache.slots=1",
-    "min.incremental.fetch.session.eviction.ms=0",
-)], indirect=True)
+@ONE_SLOT_EVICTED_AT_ONCE
 def test_the_cli_consumer_recovers_when_its_session_is_evicted(sessions_broker):
     b = sessions_broker
     create(b.bootstrap, "ev")

@@ -355,10 +355,9 @@ impl Segment {
         bytes: &[u8],
         batches: &[(std::ops::Range<usize>, BatchHeader)],
     ) -> Result<(), LogError> {
-        let start = self.size();
-        let file = self.file()?;
-        let written = file.write_all_at(bytes, start);
-        self.appended(&file, start, written, bytes.len(), batches)
+        self.write_at_end(bytes.len(), batches, |file, start| {
+            file.write_all_at(bytes, start)
+        })
     }
 
     /// Appends the batches in `bytes` as `append` does, each one's base offset and leader
@@ -369,8 +368,6 @@ impl Segment {
         bytes: &[u8],
         batches: &[(std::ops::Range<usize>, BatchHeader)],
     ) -> Result<(), LogError> {
-        let start = self.size();
-        let file = self.file()?;
         let prefixes: Vec<[u8; batch::STAMPED_LEN]> =
             batches.iter().map(|(_, h)| h.stamped_prefix()).collect();
         let mut slices = Vec::with_capacity(2 * batches.len());
@@ -380,20 +377,22 @@ impl Segment {
                 &bytes[range.start + batch::STAMPED_LEN..range.end],
             ));
         }
-        let written = write_all_vectored_at(&file, &mut slices, start);
-        self.appended(&file, start, written, bytes.len(), batches)
+        self.write_at_end(bytes.len(), batches, |file, start| {
+            write_all_vectored_at(file, &mut slices, start)
+        })
     }
 
-    /// Completes an append of `len` bytes at `start`, or undoes its part written.
-    fn appended(
+    /// Writes `len` bytes of `batches` at the file's end through `write`, then indexes them;
+    /// a failed write is undone.
+    fn write_at_end(
         &self,
-        file: &std::fs::File,
-        start: u64,
-        written: std::io::Result<()>,
         len: usize,
         batches: &[(std::ops::Range<usize>, BatchHeader)],
+        write: impl FnOnce(&std::fs::File, u64) -> std::io::Result<()>,
     ) -> Result<(), LogError> {
-        if let Err(e) = written {
+        let start = self.size();
+        let file = self.file()?;
+        if let Err(e) = write(&file, start) {
             // Part of the batches may be in the file: cut them, so the file ends where the
             // log does (a restart reads the file's end as the log's) and a later append
             // writes from the same place. Cutting needs no space.
