@@ -100,9 +100,14 @@ pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
 
 /// Reads the entry lines of a checkpoint; a missing file is an empty checkpoint.
 pub fn read(path: &Path) -> Result<Vec<String>, LogError> {
+    Ok(read_existing(path)?.unwrap_or_default())
+}
+
+/// The entry lines of a checkpoint, or None when there is no file.
+pub fn read_existing(path: &Path) -> Result<Option<Vec<String>>, LogError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LogError::io(path, e)),
     };
     let corrupt = |reason: &str| LogError::CorruptFile {
@@ -124,7 +129,7 @@ pub fn read(path: &Path) -> Result<Vec<String>, LogError> {
     if entries.len() != count {
         return Err(corrupt("entry count does not match"));
     }
-    Ok(entries)
+    Ok(Some(entries))
 }
 
 /// `topic partition offset` lines, as in Kafka's per-directory offset checkpoints.

@@ -32,8 +32,10 @@ impl LeaderEpochCache {
     /// rewriting thousands of checkpoints made restarts after a crash slow.
     pub fn load(dir: &Path, log_end: i64) -> Result<Self, LogError> {
         let path = dir.join(FILE_NAME);
-        let in_file = path.exists();
-        let entries = checkpoint::read(&path)?
+        let lines = checkpoint::read_existing(&path)?;
+        let in_file = lines.is_some();
+        let entries = lines
+            .unwrap_or_default()
             .iter()
             .map(|l| {
                 let mut it = l.split_whitespace().map(str::parse::<i64>);
@@ -136,7 +138,7 @@ impl LeaderEpochCache {
 
     /// Writes the checkpoint if epochs changed since it was last written. A shutdown
     /// (`Deferred`) leaves out the file of a log that never had it and holds one epoch, from
-    /// its start: the load takes that epoch from the log's first batch (`derive_first`). At
+    /// its start: the load takes that epoch from the log's first batch (`wants_first`). At
     /// 50,000 partitions that is 50,000 files fewer to create and sync while the broker stops.
     pub fn flush(&mut self, durability: Durability, log_start: i64) -> Result<(), LogError> {
         let derivable = !self.in_file
@@ -148,12 +150,11 @@ impl LeaderEpochCache {
         }
     }
 
-    /// For a log without a checkpoint file (see `flush`): its first batch's epoch starts at
-    /// `log_start`. In memory only; the next flush that may write writes it.
-    pub fn derive_first(&mut self, first_batch_epoch: i32, log_start: i64) {
-        if !self.in_file && self.entries.is_empty() {
-            self.begin(first_batch_epoch, log_start);
-        }
+    /// Whether the load must begin the first epoch from the log's first batch: there is no
+    /// checkpoint file (see `flush`) and nothing begun since. In memory only; the next flush
+    /// that may write writes it.
+    pub fn wants_first(&self) -> bool {
+        !self.in_file && self.entries.is_empty()
     }
 
     fn persist(&mut self) -> Result<(), LogError> {

@@ -329,7 +329,7 @@ impl PartitionLog {
             (log_start, log_end),
         )?;
         let mut epochs = LeaderEpochCache::load(&p.dir, log_end)?;
-        if log_start < log_end && epochs.entries().is_empty() {
+        if log_start < log_end && epochs.wants_first() {
             let first = segments
                 .range(..=log_start)
                 .next_back()
@@ -337,7 +337,7 @@ impl PartitionLog {
                 .transpose()?
                 .flatten();
             if let Some(b) = first {
-                epochs.derive_first(b.header.partition_leader_epoch, log_start);
+                epochs.begin(b.header.partition_leader_epoch, log_start);
             }
         }
         for (epoch, start) in epoch_starts {
